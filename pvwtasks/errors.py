@@ -1,0 +1,47 @@
+"""The exceptions pvwtasks raises for expected failures.
+
+Each one carries a message meant for a sysadmin: it names the cause and,
+where it helps, what was left untouched.
+"""
+
+from __future__ import annotations
+
+
+class PvwError(Exception):
+    """Base of every expected pvwtasks failure (shown as one line, no traceback)."""
+
+
+class ConfigError(PvwError):
+    """The TOML configuration is missing, unreadable or invalid."""
+
+
+class DownloadError(PvwError):
+    """A release, listing or checksum manifest could not be fetched."""
+
+
+class HashMismatch(PvwError):
+    """The downloaded bytes do not match the expected digest."""
+
+
+class UnsafeArchive(PvwError):
+    """A tarball holds a member that would escape or damage the install tree."""
+
+
+class InstallError(PvwError):
+    """A release could not be extracted, discovered or switched to."""
+
+
+class RenderError(PvwError):
+    """A configuration file could not be rendered or failed its check."""
+
+
+class LauncherError(PvwError):
+    """The launcher could not be started, stopped or health-checked."""
+
+
+class LockHeld(PvwError):
+    """Another pvwtasks run holds the deployment's lock."""
+
+
+class NotifyError(PvwError):
+    """A notification mail could not be sent."""

@@ -1,0 +1,81 @@
+"""What happened during one run, and the lines it leaves in ``update.log``.
+
+The doit adapter fills a :class:`RunRecord` as tasks run; the notify step
+and the failure mail read it.  Lines go to ``ROOT/logs/autodeploy/update.log``
+with credentials in URLs redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
+
+
+def redact_text(text: str) -> str:
+    """Hide ``user:password@`` in every URL inside ``text``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+@dataclass
+class RunRecord:
+    """The tasks of one run and how each ended."""
+
+    selected: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # task -> error message
+    started: float = field(default_factory=time.time)
+    host: str = field(default_factory=socket.getfqdn)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def duration(self) -> float:
+        return time.time() - self.started
+
+
+class UpdateLog:
+    """Appends timestamped lines to ``update.log``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.prefix = f"pvwtasks[{os.getpid()}]"
+
+    def stdout_is_log(self) -> bool:
+        """True when stdout already goes to this file (cron's ``>> update.log``)."""
+        try:
+            out, log = os.fstat(sys.stdout.fileno()), os.stat(self.path)
+        except (OSError, ValueError, AttributeError):
+            return False
+        return (out.st_dev, out.st_ino) == (log.st_dev, log.st_ino)
+
+    def write(self, message: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        line = f"{stamp} {self.prefix} {redact_text(message)}\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(line)
+        except OSError:
+            pass  # a log we cannot write must not fail the deployment
+
+
+def tail(path: Path, lines: int) -> str:
+    """The last ``lines`` lines of ``path`` (empty when missing), credentials redacted."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 256 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    return redact_text("\n".join(text.splitlines()[-lines:]))

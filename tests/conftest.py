@@ -1,0 +1,197 @@
+"""Real-server fixtures: a loopback HTTP server with fault injection, demo releases, configs, doit runs."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pvwtasks import demo
+
+PROJECT = Path(__file__).resolve().parent.parent
+DODO = PROJECT / "dodo.py"
+DOIT = [sys.executable, "-m", "doit"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Faults:
+    """What the server does wrong, per path: consumed as requests arrive."""
+
+    errors: dict[str, list[int]] = field(default_factory=dict)  # path -> statuses to answer first
+    truncate: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before cutting the next GET
+    no_range: bool = False
+    no_etag: bool = False
+
+
+class FileServer:
+    """A threaded HTTP/1.1 server on 127.0.0.1 serving a folder, with ETag, Range and faults."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.faults = Faults()
+        self.log: list[tuple[str, str, dict]] = []  # (method, path, headers)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_HEAD(self):
+                self._serve(body=False)
+
+            def do_GET(self):
+                self._serve(body=True)
+
+            def _serve(self, body: bool):
+                server.log.append((self.command, self.path, dict(self.headers)))
+                path = self.path.split("?", 1)[0]
+                pending = server.faults.errors.get(path)
+                if pending:
+                    status = pending.pop(0)
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                target = server.root / path.lstrip("/")
+                if not target.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = target.read_bytes()
+                stat = target.stat()
+                etag = '"%s"' % hashlib.md5(data).hexdigest()
+                start = 0
+                status = 200
+                wanted = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                if wanted and not server.faults.no_range and (not if_range or if_range == etag
+                                                              or if_range == email.utils.formatdate(stat.st_mtime, usegmt=True)):
+                    start = int(wanted.split("=")[1].split("-")[0])
+                    status = 206
+                chunk = data[start:]
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(chunk)))
+                if not server.faults.no_etag:
+                    self.send_header("ETag", etag)
+                self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
+                self.send_header("Accept-Ranges", "bytes")
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if not body:
+                    return
+                cut = server.faults.truncate.pop(path, None)
+                if cut is not None:
+                    self.wfile.write(chunk[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self.wfile.write(chunk)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def gets(self, name: str) -> list[dict]:
+        """Headers of each GET of ``name`` so far."""
+        return [h for m, p, h in self.log if m == "GET" and p.split("?")[0] == f"/{name}"]
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    server = FileServer(root)
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def build_release(folder: Path, version: str = "5.13.0", name: str | None = None, **kwargs) -> Path:
+    """A stand-in release tarball in ``folder``; returns its path."""
+    name = name or f"ParaView-{version}-MPI-Linux-Python{demo.PYTHON_TAG}-x86_64.tar.gz"
+    return demo.build_release(folder / name, version, **kwargs)
+
+
+def write_config(path: Path, url: str, root: Path, extra: str = "", keep: int = 2, launcher_port: int | None = None,
+                 port_range: tuple[int, int] | None = None, source_extra: str = "") -> Path:
+    """A minimal TOML config deploying ``url`` under ``root``; ``extra`` is appended verbatim."""
+    launcher_port = launcher_port or free_port()
+    if port_range is None:
+        first = free_port()
+        port_range = (first, first)
+    text = f"""
+[deploy]
+root = "{root}"
+keep = {keep}
+
+[source]
+url = "{url}"
+timeout = 10
+retries = 3
+backoff = 0.05
+{source_extra}
+
+[launcher]
+host = "127.0.0.1"
+port = {launcher_port}
+timeout = 15
+port_range = [{port_range[0]}, {port_range[1]}]
+stop_grace = 5
+start_timeout = 20
+{extra}
+"""
+    path.write_text(text)
+    return path
+
+
+@dataclass
+class DoitRun:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_doit(config: Path, *args: str, env: dict | None = None, timeout: float = 180) -> DoitRun:
+    """Run ``doit -f dodo.py ARGS config=CONFIG`` in a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("PVW_CONFIG", None)
+    cmd = [*DOIT, "-f", str(DODO), *args, f"config={config}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=config.parent)
+    return DoitRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def deployment(tmp_path, http_server):
+    """A served stand-in release and a config deploying it under tmp_path/root."""
+    release = build_release(http_server.root)
+    config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
+    return {"config": config, "root": tmp_path / "root", "release": release, "server": http_server}
