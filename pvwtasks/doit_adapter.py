@@ -21,7 +21,7 @@ from doit.tools import config_changed
 
 from . import __version__, config
 from .errors import PvwError
-from .runlog import RunRecord, UpdateLog, redact_text
+from .runlog import RunRecord, UpdateLog, redact_text, save_last_run
 
 log = logging.getLogger("pvwtasks")
 
@@ -205,8 +205,10 @@ def make_reporter(settings: config.Settings) -> type:
             if not self.logging:
                 return
             result = "failed" if RUN.failed else "ok"
-            if "update" in RUN.selected and RUN.failed:
-                _mail_failure(settings)
+            if "update" in RUN.selected:
+                save_last_run(settings.layout.state, RUN)
+                if RUN.failed:
+                    _mail_failure(settings)
             update_log.write(f"end: {result} in {RUN.duration():.1f} s")
 
     return PvwReporter

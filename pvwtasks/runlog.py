@@ -79,3 +79,21 @@ def tail(path: Path, lines: int) -> str:
     except OSError:
         return ""
     return redact_text("\n".join(text.splitlines()[-lines:]))
+
+
+def last_run_path(state_dir: Path) -> Path:
+    return state_dir / "last-run.json"
+
+
+def save_last_run(state_dir: Path, record: RunRecord) -> None:
+    """Remember how the last update ended, for ``doit status`` and the landing page."""
+    from .fsutil import write_json
+
+    write_json(last_run_path(state_dir), {
+        "started": record.started,
+        "finished": time.time(),
+        "result": "ok" if record.ok else "failed",
+        "failed": record.failed,
+        "ran": record.ran,
+        "host": record.host,
+    })
