@@ -386,6 +386,8 @@ def _check_semantics(s: Settings) -> None:
     src = s.source
     if bool(src.url) == bool(src.listing):
         raise ConfigError(f"{p}: [source] url: set either url, or listing with pattern (exactly one)")
+    if src.pattern and not src.listing:
+        raise ConfigError(f"{p}: [source] pattern: only used together with [source] listing")
     if src.listing and not src.pattern:
         raise ConfigError(f"{p}: [source] pattern: missing required key (needed with listing)")
     if src.pattern:

@@ -143,9 +143,11 @@ def pick_from_listing(listing_text: str, listing_url: str, pattern: str) -> str:
     return urljoin(base, best[1])
 
 
-def remote_info(url: str, timeout: float, session: requests.Session | None = None) -> RemoteInfo:
-    """Ask the server (one HEAD, no retries) or the filesystem about ``url``.
+def remote_info(url: str, timeout: float, session: requests.Session | None = None,
+                retries: int = 0, backoff: float = 1.0) -> RemoteInfo:
+    """Ask the server (HEAD) or the filesystem about ``url``.
 
+    5xx answers and connection errors are retried ``retries`` times.
     Raises DownloadError when it cannot be reached.
     """
     if is_local(url):
@@ -155,13 +157,20 @@ def remote_info(url: str, timeout: float, session: requests.Session | None = Non
             raise DownloadError(f"cannot read {url}: {err.strerror}") from None
         return RemoteInfo(url, stat.st_size, None, formatdate(stat.st_mtime, usegmt=True))
     session = session or new_session()
-    try:
+
+    def attempt() -> requests.Response:
         response = session.head(url, timeout=timeout, allow_redirects=True)
         if response.status_code in (405, 501):
             response = session.get(url, timeout=timeout, stream=True)
             response.close()
         raise_for_status(response)
-    except (requests.RequestException, ServerError) as err:
+        return response
+
+    try:
+        response = with_retries(attempt, f"HEAD {redact(url)}", retries, backoff)
+    except requests.RequestException as err:
+        raise DownloadError(f"cannot reach {redact(url)}: {err}") from None
+    except DownloadError as err:
         raise DownloadError(f"cannot reach {redact(url)}: {err}") from None
     length = response.headers.get("Content-Length")
     return RemoteInfo(

@@ -55,7 +55,7 @@ def installed_record(layout: Layout) -> Path:
 
 
 def version_of(top_folder: str) -> str:
-    found = re.search(r"\d+(?:\.\d+)+(?:-[A-Za-z0-9]+)?", top_folder)
+    found = re.search(r"\d+(?:\.\d+)+(?:-RC\d+)?", top_folder, re.IGNORECASE)
     return found.group(0) if found else top_folder
 
 

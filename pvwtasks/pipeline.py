@@ -71,7 +71,7 @@ def download_release(settings: Settings, progress: fetch.Progress | None = None)
     session = new_session()
     try:
         url = release_url(source, session)
-        info = fetch.remote_info(url, source.timeout, session)
+        info = fetch.remote_info(url, source.timeout, session, source.retries, source.backoff)
     except DownloadError as err:
         raise DownloadError(f"{err}; still serving {_live_label(layout)}") from None
     verified = read_json(verified_record(layout))

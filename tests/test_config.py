@@ -1,0 +1,112 @@
+"""Configuration contract: where the config comes from, and one clear line for each mistake."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import build_release, run_doit, write_config
+from pvwtasks import config
+from pvwtasks.errors import ConfigError
+
+GOOD = """
+[deploy]
+root = "deploy"
+[source]
+url = "releases/x.tar.gz"
+"""
+
+
+def load_text(tmp_path: Path, text: str) -> config.Settings:
+    path = tmp_path / "pvw.toml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def test_defaults_and_relative_paths(tmp_path):
+    settings = load_text(tmp_path, GOOD)
+    assert settings.deploy.root == tmp_path / "deploy"
+    assert settings.deploy.keep == 2
+    assert settings.source.url == str(tmp_path / "releases" / "x.tar.gz")
+    assert sorted(settings.launcher.apps) == ["data_prober", "loader", "pipeline", "visualizer"]
+    assert all(app.ready_line == "Starting factory" for app in settings.launcher.apps.values())
+    assert settings.cron.update == "0 4 * * 1" and settings.cron.logrotate == "55 3 * * 1"
+
+
+def test_shipped_default_config_is_valid():
+    settings = config.load(config.DEFAULT_CONFIG)
+    assert settings.notify.method == "none"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[deploy]\nkeep = 2\n[source]\nurl = 'x'\n", "[deploy] root: missing required key"),
+    (GOOD + "urll = 'y'\n", "[source] urll: unknown key (did you mean 'url'?)"),
+    (GOOD.replace("[deploy]\n", "[deploy]\nkeep = 'two'\n"), "[deploy] keep: expected int, got str 'two'"),
+    (GOOD + "[sourse]\nurl = 'x'\n", "[sourse]: unknown section (did you mean 'source'?)"),
+    (GOOD + "[launcher]\nport_range = [1, 'b']\n", "[launcher] port_range: expected a list of int"),
+    (GOOD + "sha256 = 'abc'\n", "[source] sha256: expected 64 hex digits"),
+    (GOOD + "pattern = 'x'\n", "[source] pattern: only used together with [source] listing"),
+    (GOOD + "listing = 'l.txt'\npattern = 'x'\n", "[source] url: set either url, or listing with pattern"),
+    ("[deploy]\nroot = 'd'\n[source]\nlisting = 'l.txt'\npattern = '('\n", "[source] pattern: not a valid regex"),
+    (GOOD + "[notify]\nmethod = 'smtp'\n", "[notify] to: needs at least one address"),
+    (GOOD + "[launcher.apps.viewer]\nargs = []\n", "[launcher.apps.viewer] script: missing required key"),
+    ("[deploy\nroot=1", "not valid TOML"),
+])
+def test_bad_config_gives_one_line_naming_file_and_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    assert expected in message
+    assert message.startswith(str(tmp_path / "pvw.toml"))
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("mistake", [
+    ("root = ", "rooot = "),
+    ("keep = 2", "keep = true"),
+    ("[source]", "[sorce]"),
+])
+def test_bad_config_through_doit_exits_nonzero_and_touches_nothing(tmp_path, mistake):
+    config_path = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root")
+    config_path.write_text(config_path.read_text().replace(*mistake))
+    before = sorted(os.listdir(tmp_path))
+
+    result = run_doit(config_path, "update")
+
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert str(config_path) in lines[0]
+    assert sorted(os.listdir(tmp_path)) == before  # no root, no dep file
+
+
+def test_config_chosen_by_environment_variable(tmp_path):
+    (tmp_path / "rel").mkdir()
+    release = build_release(tmp_path / "rel")
+    chosen = write_config(tmp_path / "chosen.toml", str(release), tmp_path / "chosen-root")
+    import subprocess
+    import sys
+
+    from conftest import DODO
+
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "publish_hash"],
+                          env={**os.environ, "PVW_CONFIG": str(chosen)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "chosen-root" / "www" / "hash.json").is_file()
+
+
+def test_two_deployments_from_one_checkout_keep_separate_task_state(tmp_path):
+    (tmp_path / "rel").mkdir()
+    release = build_release(tmp_path / "rel")
+    first = write_config(tmp_path / "a.toml", str(release), tmp_path / "a")
+    second = write_config(tmp_path / "b.toml", str(release), tmp_path / "b")
+    assert run_doit(first, "publish_hash").returncode == 0
+    # The second deployment's tasks are not up to date just because the first ran.
+    result = run_doit(second, "publish_hash")
+    assert result.returncode == 0
+    assert ".  install\n" in result.stdout
+    assert (tmp_path / "a" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
+    assert (tmp_path / "b" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
+    assert run_doit(first, "publish_hash").stdout.count("-- install") == 1
