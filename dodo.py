@@ -59,6 +59,7 @@ def task_install():
 
 def task_extras():
     """Download and extract the optional docs and data archives into autodeploy/."""
+    yield {"name": None, "doc": "Download and extract the optional docs and data archives into autodeploy/."}
     for kind, url in (("docs", SETTINGS.source.docs_url), ("data", SETTINGS.source.data_url)):
         if not url:
             continue
@@ -71,7 +72,6 @@ def task_extras():
                          check(pipeline.extra_unchanged, SETTINGS, kind, url)],
             "task_dep": _LOCKED,
         }
-    yield {"name": None, "doc": "Download and extract the optional docs and data archives into autodeploy/."}
 
 
 def task_publish_hash():

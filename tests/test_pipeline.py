@@ -300,3 +300,39 @@ def test_hostile_tarball_is_rejected_and_tree_unchanged(deployment, kind, reason
     assert not Path("/tmp/pvwtasks-absolute-escape.txt").exists()
     assert not Path("/tmp/pvwtasks-through-link.txt").exists()
     assert not (root.parent / "escaped.txt").exists()
+
+
+def _archive(path: Path, files: dict[str, bytes]) -> Path:
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_docs_and_data_archives_are_extracted_beside_the_release(tmp_path, http_server):
+    release = build_release(http_server.root)
+    _archive(http_server.root / "docs.tar.gz", {"ParaViewWeb-docs/index.html": b"<h1>docs</h1>"})
+    _archive(http_server.root / "data.tar.gz", {"data/can.ex2": b"mesh"})
+    config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root",
+                          source_extra=f'docs_url = "{http_server.url("docs.tar.gz")}"\n'
+                                       f'data_url = "{http_server.url("data.tar.gz")}"')
+    result = run_doit(config, "extras")
+    assert result.returncode == 0, result.output
+    assert ".  extras:docs" in result.stdout and ".  extras:data" in result.stdout, result.output
+    autodeploy = tmp_path / "root" / "autodeploy"
+    assert (autodeploy / "docs" / "ParaViewWeb-docs" / "index.html").read_bytes() == b"<h1>docs</h1>"
+    assert (autodeploy / "data" / "data" / "can.ex2").read_bytes() == b"mesh"
+
+    again = run_doit(config, "extras")
+    assert "-- extras:docs" in again.stdout and "-- extras:data" in again.stdout
+
+    _archive(http_server.root / "docs.tar.gz", {"ParaViewWeb-docs/index.html": b"<h1>new docs</h1>"})
+    os.utime(http_server.root / "docs.tar.gz", (2e9, 2e9))
+    third = run_doit(config, "extras")
+    assert ".  extras:docs" in third.stdout and "-- extras:data" in third.stdout
+    assert (autodeploy / "docs" / "ParaViewWeb-docs" / "index.html").read_bytes() == b"<h1>new docs</h1>"
+    assert len(list(autodeploy.glob("docs-*"))) == 1
