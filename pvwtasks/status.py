@@ -1,14 +1,154 @@
-"""Show the deployment's state (placeholder)."""
+"""``doit status``: one screen (or one JSON document) about a deployment, with an exit code.
+
+Shows the live version, its hash and install time, the previous version;
+the launcher's PID, uptime, port and health; the sessions in proxy.txt
+checked against live processes; the last update's time and result; and
+the disk used by the installed versions.  Fails (non-zero exit) when the
+launcher is down or the last update failed.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 
-from . import install
+import psutil
+import requests
+
+from . import install, launcher
 from .config import Settings
+from .errors import LauncherError
+from .fsutil import read_json
+from .runlog import last_run_path
 
 
-def show(settings: Settings, as_json: bool = False) -> None:
-    live = install.live_release(settings.layout)
-    data = {"live": live.to_json() if live else None}
-    print(json.dumps(data, indent=2) if as_json else f"live: {live.name if live else 'none'}")
+def _iso(stamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp)) if stamp else None
+
+
+def _answering(settings: Settings) -> bool:
+    """The launcher's HTTP endpoint answers (GET of an unknown session: any HTTP reply counts)."""
+    cfg = settings.launcher
+    url = f"http://{launcher._connect_host(cfg.host)}:{cfg.port}/{cfg.endpoint.strip('/')}/pvwtasks-status"
+    try:
+        requests.get(url, timeout=3)
+        return True
+    except requests.RequestException:
+        return False
+
+
+def collect(settings: Settings) -> dict:
+    """Gather the deployment's state as plain data (what ``--json`` prints)."""
+    layout = settings.layout
+    live = install.live_release(layout)
+    published = read_json(layout.hash_file) or {}
+    previous = read_json(layout.hash_file.with_name("hash.json.previous")) or {}
+    releases = install.releases(layout)
+    if not previous and live:
+        older = [r for r in releases if r.name != live.name]
+        previous = {"version": older[-1].version, "name": older[-1].name} if older else {}
+    versions = []
+    for release in releases:
+        failure = install.failure_of(layout, release.name)
+        versions.append({
+            "name": release.name, "version": release.version, "live": bool(live and release.name == live.name),
+            "bytes": install.du(layout.versions / release.name),
+            "failed": (failure or {}).get("reason", "").splitlines()[0][:200] if failure else None,
+        })
+    proc = launcher.find_launcher(settings)
+    record = read_json(launcher.record_path(settings)) or {}
+    running = proc is not None
+    info = {
+        "running": running,
+        "pid": proc.pid if proc else None,
+        "port": settings.launcher.port,
+        "uptime_seconds": round(time.time() - proc.create_time(), 1) if proc else None,
+        "release": record.get("release") if running else None,
+        "answering": _answering(settings) if running else False,
+        "last_health_check": record.get("health"),
+        "as_deployed": launcher.running_as_deployed(settings) if running else False,
+    }
+    listening = launcher.listeners([s["port"] for s in launcher.proxy_sessions(settings)])
+    own = {p.pid for p in launcher.deployment_processes(settings)}
+    sessions = []
+    for session in launcher.proxy_sessions(settings):
+        pid = listening.get(session["port"])
+        sessions.append({**session, "pid": pid, "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
+    last = read_json(last_run_path(layout.state))
+    return {
+        "root": str(layout.root),
+        "live": {
+            "name": live.name, "version": live.version, "sha256": live.sha256,
+            "installed_at": _iso(live.installed_at), "url": published.get("url"),
+        } if live else None,
+        "previous": {"version": previous.get("version"), "name": previous.get("name")} if previous else None,
+        "launcher": info,
+        "sessions": sessions,
+        "last_update": {
+            "finished": _iso(last.get("finished")), "result": last.get("result"), "failed": last.get("failed") or {},
+        } if last else None,
+        "disk": {"versions": versions, "total_bytes": sum(v["bytes"] for v in versions)},
+    }
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+def render_text(data: dict) -> str:
+    """The human screen for :func:`collect`'s data."""
+    live, prev, lnch, last = data["live"], data["previous"], data["launcher"], data["last_update"]
+    lines = [f"deployment   {data['root']}"]
+    if live:
+        lines.append(f"live         {live['version']}  ({live['name']})")
+        lines.append(f"  sha256     {live['sha256']}")
+        lines.append(f"  installed  {live['installed_at']}")
+    else:
+        lines.append("live         none installed")
+    lines.append(f"previous     {prev['version']}  ({prev['name']})" if prev else "previous     none")
+    if lnch["running"]:
+        health = lnch["last_health_check"] or {}
+        checked = f"last check {'ok' if health.get('ok') else 'FAILED'} at {_iso(health.get('at'))}" if health \
+            else "never checked"
+        uptime = int(lnch["uptime_seconds"] or 0)
+        lines.append(f"launcher     running, PID {lnch['pid']}, port {lnch['port']}, up {uptime // 3600}h"
+                     f"{uptime % 3600 // 60:02d}m{uptime % 60:02d}s, "
+                     f"{'answering' if lnch['answering'] else 'NOT ANSWERING'}, {checked}")
+        if not lnch["as_deployed"]:
+            lines.append("             (not running the live release/config: the next update restarts it)")
+    else:
+        lines.append(f"launcher     DOWN (port {lnch['port']})")
+    alive = [s for s in data["sessions"] if s["alive"]]
+    lines.append(f"sessions     {len(alive)} active" + (f", {len(data['sessions']) - len(alive)} stale line(s)"
+                                                        if len(alive) != len(data["sessions"]) else ""))
+    for session in data["sessions"]:
+        lines.append(f"  {session['id']}  {session['host']}:{session['port']}  "
+                     f"{'PID ' + str(session['pid']) if session['alive'] else 'stale'}")
+    if last:
+        lines.append(f"last update  {last['result']} at {last['finished']}")
+        for task, message in last["failed"].items():
+            lines.append(f"  {task}: {message.splitlines()[-1][:300] if message else ''}")
+    else:
+        lines.append("last update  never")
+    disk = data["disk"]
+    lines.append(f"disk         {_mib(disk['total_bytes'])} in {len(disk['versions'])} version(s)")
+    for version in disk["versions"]:
+        mark = "live" if version["live"] else ("failed" if version["failed"] else "")
+        lines.append(f"  {version['name']}  {_mib(version['bytes'])}  {mark}".rstrip())
+    return "\n".join(lines)
+
+
+def show(settings: Settings, as_json: bool = False) -> dict:
+    """Print the status (text or JSON); raise LauncherError when the launcher is down or the last update failed."""
+    data = collect(settings)
+    print(json.dumps(data, indent=2, sort_keys=True) if as_json else render_text(data))
+    problems = []
+    if not data["launcher"]["running"]:
+        problems.append(f"the launcher is not running (port {settings.launcher.port})")
+    elif not data["launcher"]["answering"]:
+        problems.append(f"the launcher does not answer on port {settings.launcher.port}")
+    if data["last_update"] and data["last_update"]["result"] != "ok":
+        problems.append(f"the last update failed at {data['last_update']['finished']}")
+    if problems:
+        raise LauncherError("; ".join(problems))
+    return {"status": "ok"}
