@@ -138,7 +138,7 @@ def build_release(folder: Path, version: str = "5.13.0", name: str | None = None
 
 
 def write_config(path: Path, url: str, root: Path, extra: str = "", keep: int = 2, launcher_port: int | None = None,
-                 port_range: tuple[int, int] | None = None, source_extra: str = "") -> Path:
+                 port_range: tuple[int, int] | None = None, source_extra: str = "", launcher_timeout: int = 15) -> Path:
     """A minimal TOML config deploying ``url`` under ``root``; ``extra`` is appended verbatim."""
     launcher_port = launcher_port or free_port()
     if port_range is None:
@@ -159,7 +159,7 @@ backoff = 0.05
 [launcher]
 host = "127.0.0.1"
 port = {launcher_port}
-timeout = 15
+timeout = {launcher_timeout}
 port_range = [{port_range[0]}, {port_range[1]}]
 stop_grace = 5
 start_timeout = 20
@@ -189,9 +189,57 @@ def run_doit(config: Path, *args: str, env: dict | None = None, timeout: float =
     return DoitRun(proc.returncode, proc.stdout, proc.stderr)
 
 
+def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:
+    """End, by PID, every process a test started for the deployment under ``root``; return their PIDs.
+
+    The launcher named in ``root/logs/launcher.pid`` (confirmed by its
+    command line) with its children, and any process whose command line
+    runs something under ``root`` (orphaned apps of a SIGKILLed launcher).
+    ``root`` is a test's own tmp folder, so nothing else can match.
+    """
+    import psutil
+
+    root = Path(root).resolve()
+    prefix = f"{root}/"
+    mine = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found: dict[int, psutil.Process] = {}
+    try:
+        pid = int((root / "logs" / "launcher.pid").read_text().strip())
+        launcher = psutil.Process(pid)
+        if any(prefix in arg for arg in launcher.cmdline()):
+            found[pid] = launcher
+            found.update((c.pid, c) for c in launcher.children(recursive=True))
+    except (OSError, ValueError, psutil.Error):
+        pass
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid not in mine and any(arg.startswith(prefix) for arg in proc.cmdline()):
+                found.setdefault(proc.pid, proc)
+        except psutil.Error:
+            continue
+    procs = [p for p in found.values() if p.pid not in mine]
+    for proc in procs:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _gone, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace)
+    return [p.pid for p in procs]
+
+
 @pytest.fixture
 def deployment(tmp_path, http_server):
-    """A served stand-in release and a config deploying it under tmp_path/root."""
+    """A served stand-in release and a config deploying it under tmp_path/root.
+
+    Teardown stops, by PID, any launcher (and session app) the test started there.
+    """
     release = build_release(http_server.root)
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
-    return {"config": config, "root": tmp_path / "root", "release": release, "server": http_server}
+    yield {"config": config, "root": tmp_path / "root", "release": release, "server": http_server}
+    stop_deployment_processes(tmp_path / "root")
