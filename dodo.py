@@ -84,50 +84,65 @@ def task_publish_hash():
     }
 
 
-def _render_task(name, output, sections, extra=None, file_dep=()):
+def _render_task(name, sections=(), extra=None, file_dep=(), uptodate=(), **values):
     return {
-        "actions": [step(render.render_file, SETTINGS, name)],
+        "actions": [step(render.render_file, SETTINGS, name, **values)],
         "file_dep": [_TEMPLATES / render.TEMPLATES[name], *file_dep],
-        "targets": [output],
-        "uptodate": [changed(SETTINGS, f"render_{name}", *sections, extra=extra)],
+        "targets": [render.output_path(LAYOUT, name)],
+        "uptodate": [changed(SETTINGS, f"render_{name}", *sections, extra=extra), *uptodate],
         "task_dep": _LOCKED,
         "clean": True,
     }
 
 
+def _keys(section, *names):
+    """Only the named keys of one config section, so a task reruns only when those change."""
+    data = SETTINGS.section(section)
+    return {name: data[name] for name in names}
+
+
 def task_render_vhost():
     """Render the Apache virtual host to conf/pvw-vhost.conf (launcher proxy, websocket map, TLS)."""
-    return _render_task("vhost", render.output_path(LAYOUT, "vhost"), ("web", "launcher"))
+    return _render_task("vhost", extra={
+        "web": _keys("web", "server_name", "server_admin", "http_port", "https_port", "tls_certificate",
+                     "tls_key", "proxy_timeout"),
+        "launcher": _keys("launcher", "host", "port", "endpoint"),
+    })
 
 
 def task_render_launcher():
     """Render the wslink launcher config conf/launch.json from the installed release."""
-    return _render_task("launcher", render.output_path(LAYOUT, "launcher"), ("web", "launcher"),
-                        file_dep=[installed_record(LAYOUT)])
+    return _render_task("launcher", file_dep=[installed_record(LAYOUT)], extra={
+        "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps"),
+        "session_url": render.session_url(SETTINGS),
+    })
 
 
 def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
-    return _render_task("start", render.output_path(LAYOUT, "start"), (),
-                        extra={"display": SETTINGS.launcher.display}, file_dep=[installed_record(LAYOUT)])
+    return _render_task("start", file_dep=[installed_record(LAYOUT)],
+                        extra=_keys("launcher", "display", "endpoint"))
 
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", render.output_path(LAYOUT, "logrotate"), ("logrotate",))
+    return _render_task("logrotate", ("logrotate",))
 
 
 def task_render_cron():
     """Render conf/crontab: the weekly `doit update` and logrotate lines."""
-    return _render_task("cron", render.output_path(LAYOUT, "cron"), ("cron",),
-                        extra={"dodo": str(dodo_path()), "config": str(SETTINGS.path)})
+    dodo = str(dodo_path())
+    return _render_task("cron", dodo=dodo, extra={
+        **_keys("cron", "update", "logrotate"), "dodo": dodo, "config": str(SETTINGS.path),
+        "doit": render.doit_command(), "path": render.cron_path(),
+    })
 
 
 def task_render_index():
     """Render the landing page www/index.html: live version, hash, last update, app links."""
-    return _render_task("index", render.output_path(LAYOUT, "index"), ("web",),
-                        extra={"apps": sorted(SETTINGS.launcher.apps), "endpoint": SETTINGS.launcher.endpoint},
-                        file_dep=[LAYOUT.hash_file])
+    return _render_task("index", file_dep=[LAYOUT.hash_file], uptodate=[check(render.index_current, SETTINGS)],
+                        extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
+                               "endpoint": SETTINGS.launcher.endpoint})
 
 
 def task_proxy_file():
@@ -228,4 +243,5 @@ def task_uninstall_cron():
 
 def task_install_vhost():
     """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
-    return {"actions": [step(render.install_vhost, SETTINGS)], "uptodate": [False], "task_dep": ["render_vhost"]}
+    return {"actions": [step(render.install_vhost, SETTINGS)], "uptodate": [False],
+            "task_dep": ["render_vhost", "proxy_file"]}

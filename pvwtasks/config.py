@@ -118,6 +118,7 @@ class Logrotate:
 class Cron:
     update: str = "0 4 * * 1"
     logrotate: str = "55 3 * * 1"
+    crontab: str = "crontab"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,202 @@
+"""Rendered config files, each checked by the real program that reads it (Apache, logrotate, cron)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from crontab import CronTab
+
+from conftest import build_release, run_doit
+from pvwtasks import config, render
+from pvwtasks.errors import RenderError
+from render_support import apache_configtest, httpd_conf, render_config, tls_files
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def deployed(tmp_path, http_server):
+    """A stand-in release installed under tmp_path/root by the real pipeline steps (no launcher)."""
+    release = build_release(http_server.root)
+    cfg = render_config(tmp_path, http_server.url(release.name))
+    result = run_doit(cfg, "install", "proxy_file")
+    assert result.returncode == 0, result.output
+    return config.load(cfg)
+
+
+def _with(settings: config.Settings, **web) -> config.Settings:
+    import dataclasses
+
+    return dataclasses.replace(settings, web=dataclasses.replace(settings.web, **web))
+
+
+def _vhost_conf(settings: config.Settings, folder: Path) -> Path:
+    render.render_file(settings, "vhost")
+    ports = [settings.web.http_port] + ([settings.web.https_port] if settings.web.tls else [])
+    return httpd_conf(folder, ports, render.output_path(settings.layout, "vhost"), ssl=settings.web.tls)
+
+
+def test_apache_accepts_the_vhost_without_tls(deployed, tmp_path):
+    conf = _vhost_conf(deployed, tmp_path / "httpd")
+    check = apache_configtest(conf)
+    assert check.returncode == 0, check.stderr
+    text = render.output_path(deployed.layout, "vhost").read_text()
+    port = deployed.launcher.port
+    assert f"ProxyPass /paraview/ http://127.0.0.1:{port}/paraview/\n" in text
+    assert f"ProxyPass /paraview http://127.0.0.1:{port}/paraview/\n" in text
+    assert f'RewriteMap session-to-port "txt:{deployed.layout.proxy_file}"' in text
+    assert f"<VirtualHost *:{deployed.web.http_port}>" in text
+    assert "ProxyTimeout 600" in text and "SSLEngine" not in text
+    assert f'DocumentRoot "{deployed.layout.www}"' in text
+
+
+def test_apache_accepts_the_vhost_with_tls(deployed, tmp_path):
+    cert, key, _ca = tls_files(tmp_path / "tls")
+    settings = _with(deployed, tls_certificate=str(cert), tls_key=str(key))
+    conf = _vhost_conf(settings, tmp_path / "httpd")
+    check = apache_configtest(conf)
+    assert check.returncode == 0, check.stderr
+    text = render.output_path(settings.layout, "vhost").read_text()
+    assert text.count("<VirtualHost") == 2
+    assert f"<VirtualHost *:{settings.web.https_port}>" in text and "SSLEngine on" in text
+    assert f"https://127.0.0.1:{settings.web.https_port}/$1 [R=301,L]" in text
+    assert render.session_url(settings).startswith(f"wss://127.0.0.1:{settings.web.https_port}/proxy?")
+
+
+def test_apache_rejects_a_vhost_whose_certificate_is_missing(deployed, tmp_path):
+    """The TLS check above can fail: a missing certificate makes apache2 -t fail."""
+    settings = _with(deployed, tls_certificate=str(tmp_path / "nope.pem"), tls_key=str(tmp_path / "nope.key"))
+    check = apache_configtest(_vhost_conf(settings, tmp_path / "httpd"))
+    assert check.returncode != 0
+
+
+def test_no_trailing_comment_on_any_directive_line(deployed, tmp_path):
+    cert, key, _ca = tls_files(tmp_path / "tls")
+    for settings in (deployed, _with(deployed, tls_certificate=str(cert), tls_key=str(key))):
+        for name in ("vhost", "logrotate", "cron"):
+            render.render_file(settings, name)
+            for line in render.output_path(settings.layout, name).read_text().splitlines():
+                if not line.strip().startswith("#"):
+                    assert " #" not in line, f"{name}: {line}"
+
+
+def test_a_server_name_with_a_space_is_refused(deployed):
+    with pytest.raises(RenderError, match="server_name"):
+        render.render_text(_with(deployed, server_name="evil.example\n    Include /etc/shadow"), "vhost")
+
+
+def test_logrotate_accepts_the_config_and_rotates_with_the_configured_mode(deployed, tmp_path):
+    render.render_file(deployed, "logrotate")
+    conf = render.output_path(deployed.layout, "logrotate")
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o644
+    check = subprocess.run(["logrotate", "-d", "-s", str(tmp_path / "state"), str(conf)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    assert "error" not in check.stderr.lower()
+    layout = deployed.layout
+    for log in (layout.update_log, layout.logs / "launcher.log", render.session_log_dir(layout) / "s1.txt",
+                render.session_log_dir(layout) / "launcherLog.log"):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("x" * 100 + "\n")
+    for pattern in ("update.log", "launcher.log", "launcherLog.log", "*.txt"):
+        assert pattern in check.stderr or pattern in conf.read_text()
+    # Force a real rotation: each log is rotated, compressed, and update.log is re-created 0660.
+    run = subprocess.run(["logrotate", "-f", "-s", str(tmp_path / "state"), str(conf)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert (layout.update_logs / "update.log.1.gz").is_file()
+    assert stat.S_IMODE(layout.update_log.stat().st_mode) == 0o660
+    assert (layout.logs / "launcher.log.1.gz").is_file()
+    assert (render.session_log_dir(layout) / "s1.txt.1.gz").is_file()
+    assert (render.session_log_dir(layout) / "launcherLog.log.1.gz").is_file()
+
+
+def test_a_config_logrotate_rejects_is_not_published(deployed):
+    import dataclasses
+
+    render.render_file(deployed, "logrotate")
+    conf = render.output_path(deployed.layout, "logrotate")
+    before = conf.read_text()
+    bad = dataclasses.replace(deployed, logrotate=dataclasses.replace(deployed.logrotate, owner="no-such-user-x"))
+    with pytest.raises(RenderError, match="logrotate rejects"):
+        render.render_file(bad, "logrotate")
+    assert conf.read_text() == before
+    assert not list(conf.parent.glob(".logrotate.conf*"))
+
+
+def test_a_world_writable_log_folder_is_reported(deployed):
+    logs = deployed.layout.update_logs
+    logs.mkdir(parents=True, exist_ok=True)
+    logs.chmod(0o777)
+    with pytest.raises(RenderError, match="writable by group or others"):
+        render.render_file(deployed, "logrotate")
+
+
+def test_crontab_parses_and_runs_this_dodo_with_the_venv(deployed):
+    render.render_file(deployed, "cron", dodo="/abs/dodo.py")
+    text = render.output_path(deployed.layout, "cron").read_text()
+    cron = CronTab(tab=text)
+    jobs = list(cron)
+    assert len(jobs) == 2 and all(job.is_valid() for job in jobs)
+    update, rotate = jobs
+    assert str(update.slices) == "0 4 * * 1" and str(rotate.slices) == "55 3 * * 1"
+    doit = render.doit_command()[0]
+    assert os.access(doit, os.X_OK)
+    assert f"{doit} -f /abs/dodo.py update config={deployed.path}" in update.command
+    assert update.command.endswith(f">> {deployed.layout.update_log} 2>&1")
+    assert update.command.startswith("PATH=" + str(Path(doit).parent) + ":")
+    assert rotate.command.endswith(f"logrotate -s {render.logrotate_state(deployed.layout)} "
+                                   f"{render.output_path(deployed.layout, 'logrotate')}")
+
+
+def test_crontab_update_line_really_runs(deployed, tmp_path):
+    """Run the rendered update command the way cron does (/bin/sh -c, cron's bare environment)."""
+    render.render_file(deployed, "cron", dodo=str(Path(__file__).resolve().parent.parent / "dodo.py"))
+    update = list(CronTab(tab=render.output_path(deployed.layout, "cron").read_text()))[0]
+    command = update.command.replace(" update ", " list ")
+    proc = subprocess.run(["/bin/sh", "-c", command], env={"HOME": str(tmp_path), "SHELL": "/bin/sh"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "render_vhost" in deployed.layout.update_log.read_text()
+
+
+def test_index_page_escapes_everything_and_shows_the_release(deployed, tmp_path):
+    import dataclasses
+
+    apps = dict(deployed.launcher.apps)
+    apps['<script>alert("x")</script>'] = apps["visualizer"]
+    settings = dataclasses.replace(deployed, launcher=dataclasses.replace(deployed.launcher, apps=apps))
+    deployed.layout.state.mkdir(parents=True, exist_ok=True)
+    (deployed.layout.state / "last-run.json").write_text(json.dumps(
+        {"result": "failed", "finished": 0, "host": "h<b>", "failed": {"down<load>": "x"}}))
+    render.render_file(settings, "index")
+    html = render.output_path(settings.layout, "index").read_text()
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert "h&lt;b&gt;" in html and "down&lt;load&gt;" in html
+    assert "5.13.0" in html
+    live = render.live_tree(settings)[0]
+    assert live.sha256 in html and 'href="hash.json"' in html
+    assert '<meta name="pvwtasks-last-result" content="failed">' in html
+    assert render.index_current(settings)
+
+
+def test_index_page_without_a_last_run(deployed):
+    render.render_file(deployed, "index")
+    html = render.output_path(deployed.layout, "index").read_text()
+    assert "No update has finished yet" in html
+
+
+def test_launch_json_is_valid_and_guards_every_property(deployed):
+    render.render_file(deployed, "launcher")
+    data = json.loads(render.output_path(deployed.layout, "launcher").read_text())
+    conf = data["configuration"]
+    assert set(conf["sanitize"]) == set(data["properties"]) >= {"python_exec", "python_path", "data"}
+    assert conf["sessionURL"] == f"ws://127.0.0.1:{deployed.web.http_port}/proxy?sessionId=${{id}}&path=ws"
+    assert all(app["ready_line"] for app in data["apps"].values())
+
