@@ -25,7 +25,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
 
 # Keys whose value is a path (or a URL that may be a plain path).
-_PATH_KEYS = {"root", "tls_certificate", "tls_key", "password_file", "sites_dir", "enabled_dir"}
+_PATH_KEYS = {"root", "tls_certificate", "tls_key", "password_file", "ca_file", "sites_dir", "enabled_dir"}
 _URL_KEYS = {"url", "listing", "checksums", "docs_url", "data_url"}
 
 
@@ -130,6 +130,7 @@ class Notify:
     user: str = ""
     password_env: str = ""
     password_file: str = ""
+    ca_file: str = ""
     sender: str = "pvwtasks@localhost"
     to: list[str] = field(default_factory=list)
     subject_prefix: str = "[pvwtasks]"
@@ -296,6 +297,22 @@ def parse(raw: dict, path: Path) -> Settings:
     return settings
 
 
+def load_notify(path: Path) -> Notify | None:
+    """Best effort: the ``[notify]`` section of ``path`` alone, or None if it is not usable.
+
+    Lets a failure mail go out when the rest of the file is invalid.
+    Never raises; touches nothing on disk.
+    """
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8")).get("notify", {})
+        cfg = _build(Notify, "notify", raw, path, path.parent) if isinstance(raw, dict) else None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        return None
+    if cfg is None or cfg.method not in ("smtp", "sendmail") or cfg.security not in ("none", "starttls", "tls"):
+        return None
+    return cfg if cfg.to else None
+
+
 def _build(cls: type, section: str, values: dict, path: Path, base: Path):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -421,6 +438,8 @@ def _check_semantics(s: Settings) -> None:
         raise ConfigError(f"{p}: [notify] to: needs at least one address when method is '{s.notify.method}'")
     if s.notify.password_env and s.notify.password_file:
         raise ConfigError(f"{p}: [notify] password_file: set password_env or password_file, not both")
+    if s.notify.user and not (s.notify.password_env or s.notify.password_file):
+        raise ConfigError(f"{p}: [notify] user: needs password_env or password_file (never a password in the TOML)")
     try:
         int(s.logrotate.create_mode, 8)
     except ValueError:

@@ -44,6 +44,7 @@ def load_settings() -> config.Settings:
     try:
         settings = config.load(path)
     except PvwError as err:
+        _mail_start_failure(path, str(err), config.load_notify(path))
         raise InvalidDodoFile(str(err)) from None
     state = settings.layout.state
     try:
@@ -51,11 +52,46 @@ def load_settings() -> config.Settings:
         if not os.access(state, os.W_OK):
             raise PermissionError(13, "Permission denied")
     except OSError as err:
-        raise InvalidDodoFile(
-            f"{path}: [deploy] root: cannot write {state}: {err.strerror}"
-        ) from None
+        message = f"{path}: [deploy] root: cannot write {state}: {err.strerror}"
+        _mail_start_failure(path, message, settings.notify, settings)
+        raise InvalidDodoFile(message) from None
     _settings = settings
     return settings
+
+
+# doit's commands other than `run`, and its options that take a value.
+_DOIT_COMMANDS = {"auto", "clean", "dumpdb", "forget", "help", "ignore", "info", "list", "reset-dep",
+                  "strace", "tabcompletion"}
+_VALUE_OPTIONS = {"-f", "--file", "-d", "--dir", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
+                  "--codec-cls", "-v", "--verbosity", "-r", "--reporter", "-o", "--output-file", "-n",
+                  "--process", "-P", "--parallel-type", "--failure-verbosity"}
+
+
+def runs_update(argv: list[str]) -> bool:
+    """Best guess from doit's command line whether it runs ``update`` (the default task)."""
+    words, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUE_OPTIONS:
+            skip = True
+        elif not arg.startswith("-") and "=" not in arg:
+            words.append(arg)
+    if words and words[0] in _DOIT_COMMANDS:
+        return False
+    tasks = words[1:] if words[:1] == ["run"] else words
+    return not tasks or "update" in tasks
+
+
+def _mail_start_failure(path: Path, error: str, cfg: config.Notify | None,
+                        settings: config.Settings | None = None) -> None:
+    """Mail that ``doit update`` could not start, when ``[notify]`` is usable.  Never raises."""
+    if cfg is None or not runs_update(sys.argv[1:]):
+        return
+    from . import notify
+
+    live = notify.live_description(settings) if settings else ""
+    notify.config_failed(cfg, path, redact_text(error), live)
 
 
 def _setup_logging() -> None:
@@ -166,7 +202,7 @@ def make_reporter(settings: config.Settings) -> type:
 
         def write(self, text):
             if not self.quiet_console:
-                super().write(text)
+                super().write(redact_text(text))
 
         def execute_task(self, task):
             if task.actions and not task.name.startswith("_"):
@@ -206,7 +242,8 @@ def make_reporter(settings: config.Settings) -> type:
                 return
             result = "failed" if RUN.failed else "ok"
             if "update" in RUN.selected:
-                save_last_run(settings.layout.state, RUN)
+                if "lock" not in RUN.failed:  # a run refused by the lock did nothing worth recording
+                    save_last_run(settings.layout.state, RUN)
                 if RUN.failed:
                     _mail_failure(settings)
             update_log.write(f"end: {result} in {RUN.duration():.1f} s")

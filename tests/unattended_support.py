@@ -1,0 +1,378 @@
+"""Real parts for the unattended-operation tests: SMTP servers, a slow HTTP server, doit processes.
+
+Also runnable as a script: ``python unattended_support.py kill-at EVENT NEEDLE COUNT -- DOIT ARGS``
+runs doit like ``python -m doit`` and SIGKILLs itself just before the
+COUNT-th audit event EVENT whose arguments contain NEEDLE (for example the
+``os.rename`` that switches the live symlink).  That is a real ``kill -9``
+at a precise point of a real run, with no change to the code under test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+if __name__ == "__main__" and sys.argv[1:2] == ["kill-at"]:  # keep the script path free of test imports
+    _event, _needle, _count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    _args = sys.argv[sys.argv.index("--") + 1:]
+    _seen = 0
+
+    def _hook(name, args):
+        global _seen
+        if name == _event and _needle in " ".join(map(str, args)):
+            _seen += 1
+            if _seen >= _count:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.argv = ["doit", *_args]
+    sys.addaudithook(_hook)
+    from doit.doit_cmd import DoitMain
+
+    sys.exit(DoitMain().run(_args))
+
+import email
+import email.policy
+import hashlib
+import http.server
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent
+DODO = PROJECT / "dodo.py"
+DOIT = [sys.executable, "-m", "doit"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- SMTP ------------------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    sender: str
+    recipients: list[str]
+    message: email.message.EmailMessage
+    raw: bytes
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        return self.message.get_content()
+
+
+class _Handler:
+    def __init__(self, sink: "MailServer") -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        self.sink.mails.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, raw))
+        return "250 OK"
+
+
+class MailServer:
+    """An aiosmtpd server on 127.0.0.1: plain, STARTTLS or implicit TLS, with optional AUTH.
+
+    ``accept`` is the (user, password) pair that may log in; ``refuse_auth``
+    refuses every login (535).  Received mails are in ``mails``.
+    """
+
+    def __init__(self, *, starttls: ssl.SSLContext | None = None, implicit_tls: ssl.SSLContext | None = None,
+                 accept: tuple[str, str] | None = None, refuse_auth: bool = False) -> None:
+        self.mails: list[Received] = []
+        self.auth_attempts: list[tuple[str, str]] = []
+        self.port = free_port()  # aiosmtpd 1.4.6 cannot bind port 0 itself (FACTS.md)
+        kwargs = {}
+        if starttls is not None:
+            kwargs.update(tls_context=starttls, require_starttls=True)
+        if accept is not None or refuse_auth:
+            # aiosmtpd 1.4 counts only STARTTLS as TLS for AUTH; implicit TLS is TLS too.
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=starttls is not None)
+        self.accept, self.refuse_auth = accept, refuse_auth
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port,
+                                     ssl_context=implicit_tls, **kwargs)
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            self.auth_attempts.append((user, password))
+            if not self.refuse_auth and (user, password) == self.accept:
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def start(self) -> "MailServer":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.mails) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.mails
+
+
+def notify_toml(port: int, *, security: str = "none", user: str = "", password_env: str = "",
+                password_file: str = "", ca_file: str = "", on_unchanged: bool = True, on_success: bool = False,
+                method: str = "smtp", sendmail: str = "", log_tail_lines: int = 40, timeout: float = 5) -> str:
+    """A [notify] section sending to a loopback server."""
+    lines = [
+        "[notify]",
+        f'method = "{method}"',
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        f'security = "{security}"',
+        'from = "pvwtasks@test.invalid"',
+        'to = ["admin@test.invalid", "oncall@test.invalid"]',
+        'subject_prefix = "[pvw-test]"',
+        f"on_unchanged = {'true' if on_unchanged else 'false'}",
+        f"on_success = {'true' if on_success else 'false'}",
+        f"timeout = {timeout}",
+        f"log_tail_lines = {log_tail_lines}",
+    ]
+    for key, value in (("user", user), ("password_env", password_env), ("password_file", password_file),
+                       ("ca_file", ca_file), ("sendmail", sendmail)):
+        if value:
+            lines.append(f'{key} = "{value}"')
+    return "\n".join(lines) + "\n"
+
+
+# -- a slow HTTP server ----------------------------------------------------------
+
+
+class SlowServer:
+    """A threaded HTTP/1.1 file server on 127.0.0.1 that can send slowly.
+
+    Honours Range with If-Range (ETag), so an interrupted download can
+    resume; ``delay`` seconds pass between ``chunk``-byte writes while
+    ``slow`` is set.  ``log`` holds (method, path, headers) per request.
+    """
+
+    def __init__(self, root: Path, chunk: int = 64 * 1024, delay: float = 0.05) -> None:
+        self.root = root
+        self.chunk, self.delay = chunk, delay
+        self.slow = threading.Event()
+        self.slow.set()
+        self.log: list[tuple[str, str, dict]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self._serve(False)
+
+            def do_GET(self):
+                self._serve(True)
+
+            def _serve(self, body: bool) -> None:
+                server.log.append((self.command, self.path, dict(self.headers)))
+                target = server.root / self.path.split("?", 1)[0].lstrip("/")
+                if not target.is_file():
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = target.read_bytes()
+                etag = '"%s"' % hashlib.md5(data).hexdigest()
+                start, status = 0, 200
+                wanted, if_range = self.headers.get("Range"), self.headers.get("If-Range")
+                if wanted and (not if_range or if_range == etag):
+                    start, status = int(wanted.split("=")[1].split("-")[0]), 206
+                chunk = data[start:]
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(chunk)))
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", formatdate(target.stat().st_mtime, usegmt=True))
+                self.send_header("Accept-Ranges", "bytes")
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                self.end_headers()
+                if not body:
+                    return
+                try:
+                    for offset in range(0, len(chunk), server.chunk):
+                        self.wfile.write(chunk[offset:offset + server.chunk])
+                        self.wfile.flush()
+                        if server.slow.is_set():
+                            time.sleep(server.delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed mid-transfer
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def ranges(self, name: str) -> list[str | None]:
+        """The Range header of each GET of ``name`` so far (None for a full GET)."""
+        return [h.get("Range") for m, p, h in self.log if m == "GET" and p.split("?")[0] == f"/{name}"]
+
+    def start(self) -> "SlowServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# -- doit processes -----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.output.splitlines() if line.startswith("ERROR")]
+
+
+def _env(env: dict | None) -> dict:
+    full = {**os.environ, **(env or {})}
+    full.pop("PVW_CONFIG", None)
+    return full
+
+
+def doit_cmd(config: Path, *args: str) -> list[str]:
+    return [*DOIT, "-f", str(DODO), *args, f"config={config}"]
+
+
+def doit(config: Path, *args: str, env: dict | None = None, timeout: float = 180) -> Run:
+    """Run ``doit ARGS config=CONFIG`` in a real subprocess and wait for it."""
+    started = time.monotonic()
+    proc = subprocess.run(doit_cmd(config, *args), capture_output=True, text=True, env=_env(env),
+                          timeout=timeout, cwd=config.parent)
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def start_doit(config: Path, *args: str, env: dict | None = None, log_dir: Path | None = None) -> subprocess.Popen:
+    """Start ``doit ARGS config=CONFIG`` without waiting; output goes to files in ``log_dir``."""
+    log_dir = log_dir or config.parent
+    out = open(log_dir / f"doit-{time.monotonic_ns()}.out", "w+")
+    return subprocess.Popen(doit_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, text=True,
+                            env=_env(env), cwd=config.parent)
+
+
+def output_of(proc: subprocess.Popen) -> str:
+    proc.stdout.seek(0)
+    return proc.stdout.read()
+
+
+def doit_killed_at(config: Path, event: str, needle: str, count: int = 1, *args: str, env: dict | None = None,
+                   timeout: float = 180) -> Run:
+    """Run ``doit update`` and SIGKILL it just before the COUNT-th audit event matching NEEDLE."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "kill-at", event, needle, str(count), "--",
+           "-f", str(DODO), *(args or ("update",)), f"config={config}"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=config.parent)
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.01, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+# -- the deployment's state ---------------------------------------------------------
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its type, size, mtime and link target."""
+    snap = {}
+    if not root.exists():
+        return snap
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            target = os.readlink(path) if path.is_symlink() else None
+            snap[str(path.relative_to(root))] = (st.st_mode, st.st_size, st.st_mtime_ns, target)
+    return snap
+
+
+def live_name(root: Path) -> str | None:
+    try:
+        return Path(os.readlink(root / "autodeploy" / "paraview")).name
+    except OSError:
+        return None
+
+
+@dataclass
+class Mounts:
+    """Filesystems a test mounted; unmounted (by path) at teardown."""
+
+    points: list[Path] = field(default_factory=list)
+
+    def tmpfs(self, where: Path, size: str, read_only: bool = False) -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        options = f"size={size}" + (",ro" if read_only else "")
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            return self._loop(where, size, read_only, proc.stderr.strip())
+        self.points.append(where)
+        return where
+
+    def _loop(self, where: Path, size: str, read_only: bool, why: str) -> Path:
+        import pytest
+
+        image = where.with_name(where.name + ".img")
+        megabytes = int(size.rstrip("mM"))
+        with open(image, "wb") as handle:
+            handle.truncate(max(megabytes, 2) << 20)
+        steps = [["mkfs.ext4", "-q", "-F", "-m", "0", str(image)],
+                 ["mount", "-o", "loop" + (",ro" if read_only else ""), str(image), str(where)]]
+        for step in steps:
+            proc = subprocess.run(step, capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.skip(f"cannot mount a small filesystem: tmpfs ({why}), loop ext4 ({proc.stderr.strip()})")
+        self.points.append(where)
+        return where
+
+    def remount(self, where: Path, options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True, capture_output=True)
+
+    def unmount_all(self) -> None:
+        for point in reversed(self.points):
+            subprocess.run(["umount", str(point)], capture_output=True)
+            if os.path.ismount(point):
+                subprocess.run(["umount", "-l", str(point)], capture_output=True)
+        self.points.clear()
