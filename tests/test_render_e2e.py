@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -20,7 +21,7 @@ from wslink.chunking import UnChunker, generate_chunks
 
 from conftest import build_release, free_port, run_doit, stop_deployment_processes
 from pvwtasks import config, render
-from render_support import Apache, httpd_conf, render_config, wait_port
+from render_support import Apache, httpd_conf, render_config, tls_files, wait_port
 
 pytestmark = pytest.mark.timeout(240)
 log = logging.getLogger(__name__)
@@ -34,13 +35,14 @@ def _answers(port: int) -> bool:
         return False
 
 
-async def _hello(url: str, secret: str) -> tuple[int, dict]:
+async def _hello(url: str, secret: str, ca: str | None = None) -> tuple[int, dict]:
     """Open the websocket at ``url`` and say wslink.hello with ``secret``: (HTTP status, reply)."""
     message = {"wslink": "1.0", "id": "system:c0:0", "method": "wslink.hello", "args": [{"secret": secret}],
                "kwargs": {}}
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        async with session.ws_connect(url) as ws:
+        tls = ssl.create_default_context(cafile=ca) if ca else True
+        async with session.ws_connect(url, ssl=tls) as ws:
             status = ws._response.status
             for chunk in generate_chunks(msgpack.packb(message), 0):
                 await ws.send_bytes(chunk)
@@ -92,11 +94,16 @@ def _launcher_pid(settings: config.Settings) -> int:
     raise AssertionError("the launcher does not listen")
 
 
-def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server):
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server, tls):
     started = time.monotonic()
     release = build_release(http_server.root)
-    port = free_port()
-    cfg = render_config(tmp_path, http_server.url(release.name), http_port=port)
+    port, https_port = free_port(), free_port()
+    web, ca, verify = "", None, True
+    if tls:
+        cert, key, ca_path = tls_files(tmp_path / "tls", ("127.0.0.1",))
+        web, ca, verify = f'tls_certificate = "{cert}"\ntls_key = "{key}"\n', str(ca_path), str(ca_path)
+    cfg = render_config(tmp_path, http_server.url(release.name), http_port=port, https_port=https_port, web=web)
     settings = config.load(cfg)
     root = settings.layout.root
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
@@ -114,22 +121,27 @@ def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server):
             wait_port(settings.launcher.port, timeout=20)
         launcher_pid = _launcher_pid(settings)
 
-        conf = httpd_conf(tmp_path / "httpd", [port], render.output_path(settings.layout, "vhost"))
-        apache = Apache(conf, port).start()
+        ports = [port, https_port] if tls else [port]
+        conf = httpd_conf(tmp_path / "httpd", ports, render.output_path(settings.layout, "vhost"), ssl=tls)
+        apache = Apache(conf, ports[-1]).start()
         steps["apache up"] = time.monotonic() - started
-        base = f"http://127.0.0.1:{port}"
+        base = f"https://127.0.0.1:{https_port}" if tls else f"http://127.0.0.1:{port}"
+        ws_base = f"wss://127.0.0.1:{https_port}" if tls else f"ws://127.0.0.1:{port}"
+        if tls:
+            moved = requests.get(f"http://127.0.0.1:{port}/paraview?x=1", allow_redirects=False, timeout=10)
+            assert moved.status_code == 301 and moved.headers["Location"] == f"{base}/paraview?x=1"
 
-        page = requests.get(f"{base}/", timeout=10)
+        page = requests.get(f"{base}/", timeout=10, verify=verify)
         assert page.status_code == 200 and "ParaViewWeb on 127.0.0.1" in page.text
 
         # POST /paraview (no trailing slash), with a body that tries to replace python_exec.
         reply = requests.post(f"{base}/paraview",
-                              json={"application": "visualizer", "python_exec": "/bin/echo"}, timeout=60)
+                              json={"application": "visualizer", "python_exec": "/bin/echo"}, timeout=60, verify=verify)
         assert reply.status_code == 200, reply.text
         steps["first session"] = time.monotonic() - started
         session = reply.json()
         sid, secret = session["id"], session["secret"]
-        assert session["sessionURL"] == f"ws://127.0.0.1:{port}/proxy?sessionId={sid}&path=ws"
+        assert session["sessionURL"] == f"{ws_base}/proxy?sessionId={sid}&path=ws"
 
         # The command that runs is the configured one, not /bin/echo.
         app = _session_process(launcher_pid, session["port"])
@@ -140,18 +152,18 @@ def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server):
         assert (render.session_log_dir(settings.layout) / f"{sid}.txt").is_file()
 
         # The websocket through Apache reaches that session's app: 101, then hello with the secret.
-        status, hello = asyncio.run(_hello(session["sessionURL"], secret))
+        status, hello = asyncio.run(_hello(session["sessionURL"], secret, ca))
         assert status == 101
         assert "error" not in hello and "clientID" in hello["result"], hello
         # ?sessionId=<id> alone goes to /ws too; a wrong secret is refused by the app.
-        status, refused = asyncio.run(_hello(f"ws://127.0.0.1:{port}/proxy?sessionId={sid}", "not-the-secret"))
+        status, refused = asyncio.run(_hello(f"{ws_base}/proxy?sessionId={sid}", "not-the-secret", ca))
         assert status == 101 and refused["error"]["code"] == -32000
 
         # POST /paraview/ (with the slash) works as well; GET and DELETE /paraview/<id> reach the launcher.
-        assert requests.get(f"{base}/paraview/{sid}", timeout=10).status_code == 200
-        assert requests.delete(f"{base}/paraview/{sid}", timeout=30).status_code == 200
+        assert requests.get(f"{base}/paraview/{sid}", timeout=10, verify=verify).status_code == 200
+        assert requests.delete(f"{base}/paraview/{sid}", timeout=30, verify=verify).status_code == 200
         assert _ended(app, timeout=10), app
-        again = requests.post(f"{base}/paraview/", json={"application": "loader"}, timeout=60)
+        again = requests.post(f"{base}/paraview/", json={"application": "loader"}, timeout=60, verify=verify)
         assert again.status_code == 200, again.text
         steps["all requests"] = time.monotonic() - started
     finally:
@@ -167,7 +179,7 @@ def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server):
         elapsed = time.monotonic() - started
         (tmp_path / "wall-time.txt").write_text(f"{elapsed:.2f}\n")
         marks = ", ".join(f"{name} at {at:.1f} s" for name, at in steps.items())
-        print(f"\nend-to-end wall time: {elapsed:.2f} s ({marks}; launcher started by "
+        print(f"\nend-to-end ({'https' if tls else 'http'}) wall time: {elapsed:.2f} s ({marks}; launcher started by "
               f"{'the test' if own_launcher else 'doit update'})")
     assert apache.proc.poll() is not None
-    assert not _answers(port) and not _answers(settings.launcher.port)
+    assert not _answers(ports[-1]) and not _answers(settings.launcher.port)
