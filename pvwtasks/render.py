@@ -218,8 +218,10 @@ def _stamp(seconds) -> str:
 def _check_log_folder(folder: Path) -> None:
     """Make ``folder``; RenderError when logrotate would refuse it (writable by others)."""
     folder.mkdir(parents=True, exist_ok=True)
-    mode = folder.stat().st_mode
-    if mode & stat.S_IWOTH or (mode & stat.S_IWGRP and folder.stat().st_gid != 0):
+    info = folder.stat()
+    mode = info.st_mode
+    # logrotate skips logs in a world-writable folder, and as root also in one a non-root group can write.
+    if mode & stat.S_IWOTH or (os.geteuid() == 0 and mode & stat.S_IWGRP and info.st_gid != 0):
         raise RenderError(f"{folder}: writable by group or others (mode {stat.S_IMODE(mode):04o}); "
                           f"logrotate refuses such a folder: chmod go-w it")
 
@@ -300,8 +302,11 @@ def _index_context(settings: Settings) -> dict:
     if isinstance(run, dict) and run.get("result"):
         last_run = {"result": str(run["result"]), "finished": _stamp(run.get("finished")),
                     "host": str(run.get("host", "")), "failed": sorted(run.get("failed") or {})}
-    apps = [{"name": app, "link": f"apps/{app}/" if (layout.www / "apps" / app).is_dir() else ""}
-            for app in sorted(settings.launcher.apps)]
+    names = sorted(settings.launcher.apps)
+    if live is not None:
+        site = layout.versions / live.name / live.site_packages
+        names = [name for name in names if (site / settings.launcher.apps[name].script).is_file()]
+    apps = [{"name": app, "link": f"apps/{app}/" if (layout.www / "apps" / app).is_dir() else ""} for app in names]
     return {
         "release": release,
         "last_run": last_run,
