@@ -202,3 +202,17 @@ def test_launch_json_is_valid_and_guards_every_property(deployed):
     assert conf["sessionURL"] == f"ws://127.0.0.1:{deployed.web.http_port}/proxy?sessionId=${{id}}&path=ws"
     assert all(app["ready_line"] for app in data["apps"].values())
 
+
+
+def test_crontab_escapes_percent_signs(tmp_path, http_server):
+    """cron turns a bare % into a newline: a config path holding one is escaped."""
+    release = build_release(http_server.root)
+    folder = tmp_path / "50%off"
+    folder.mkdir()
+    settings = config.load(render_config(folder, http_server.url(release.name)))
+    render.render_file(settings, "cron", dodo="/abs/dodo.py")
+    lines = [line for line in render.output_path(settings.layout, "cron").read_text().splitlines()
+             if not line.startswith("#")]
+    assert len(lines) == 2 and all(job.is_valid() for job in CronTab(tab="\n".join(lines)))
+    assert "50\\%off" in lines[0]
+    assert "%" not in lines[0].replace("\\%", "")

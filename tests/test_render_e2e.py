@@ -150,6 +150,8 @@ def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server, tl
         live, tree = render.live_tree(settings)
         assert str(tree / live.site_packages / "paraview/web/pv_web_visualizer.py") in cmd
         assert (render.session_log_dir(settings.layout) / f"{sid}.txt").is_file()
+        launcher_log = (render.session_log_dir(settings.layout) / "launcherLog.log").read_text()
+        assert "key python_exec: sanitize /bin/echo with default" in launcher_log
 
         # The websocket through Apache reaches that session's app: 101, then hello with the secret.
         status, hello = asyncio.run(_hello(session["sessionURL"], secret, ca))
