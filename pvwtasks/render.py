@@ -200,12 +200,25 @@ def last_result(layout: Layout) -> str:
 
 
 def index_current(settings: Settings) -> bool:
-    """True when www/index.html already shows the last update's result."""
+    """True when www/index.html already shows the last update's result and the installed docs."""
     try:
         text = output_path(settings.layout, "index").read_text(encoding="utf-8")
     except OSError:
         return False
-    return f'<meta name="pvwtasks-last-result" content="{last_result(settings.layout)}">' in text
+    shows_docs = 'href="docs/"' in text
+    return (f'<meta name="pvwtasks-last-result" content="{last_result(settings.layout)}">' in text
+            and shows_docs == (settings.layout.autodeploy / "docs").is_dir())
+
+
+def _link_docs(layout: Layout) -> bool:
+    """Make ``www/docs`` point at ``autodeploy/docs`` when the docs are installed; True when linked."""
+    docs, link = layout.autodeploy / "docs", layout.www / "docs"
+    if not docs.is_dir():
+        return False
+    if not link.exists() and not link.is_symlink():
+        layout.www.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.join("..", "autodeploy", "docs"), link)
+    return link.is_dir()
 
 
 def _stamp(seconds) -> str:
@@ -312,7 +325,7 @@ def _index_context(settings: Settings) -> dict:
         "last_run": last_run,
         "last_result": last_run["result"] if last_run else "none",
         "apps": apps,
-        "docs_link": "docs/" if (layout.www / "docs").exists() else "",
+        "docs_link": "docs/" if _link_docs(layout) else "",
         "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
     }
 

@@ -216,3 +216,18 @@ def test_crontab_escapes_percent_signs(tmp_path, http_server):
     assert len(lines) == 2 and all(job.is_valid() for job in CronTab(tab="\n".join(lines)))
     assert "50\\%off" in lines[0]
     assert "%" not in lines[0].replace("\\%", "")
+
+
+def test_index_links_the_installed_docs(deployed):
+    render.render_file(deployed, "index")
+    assert render.index_current(deployed)
+    assert 'href="docs/"' not in render.output_path(deployed.layout, "index").read_text()
+    docs = deployed.layout.autodeploy / "docs-123"
+    docs.mkdir()
+    (docs / "index.html").write_text("docs")
+    (deployed.layout.autodeploy / "docs").symlink_to("docs-123")
+    assert not render.index_current(deployed)
+    render.render_file(deployed, "index")
+    assert 'href="docs/"' in render.output_path(deployed.layout, "index").read_text()
+    assert (deployed.layout.www / "docs" / "index.html").read_text() == "docs"
+    assert render.index_current(deployed)
