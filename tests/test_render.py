@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -32,8 +33,6 @@ def deployed(tmp_path, http_server):
 
 
 def _with(settings: config.Settings, **web) -> config.Settings:
-    import dataclasses
-
     return dataclasses.replace(settings, web=dataclasses.replace(settings.web, **web))
 
 
@@ -119,8 +118,6 @@ def test_logrotate_accepts_the_config_and_rotates_with_the_configured_mode(deplo
 
 
 def test_a_config_logrotate_rejects_is_not_published(deployed):
-    import dataclasses
-
     render.render_file(deployed, "logrotate")
     conf = render.output_path(deployed.layout, "logrotate")
     before = conf.read_text()
@@ -168,8 +165,6 @@ def test_crontab_update_line_really_runs(deployed, tmp_path):
 
 
 def test_index_page_escapes_everything_and_shows_the_release(deployed, tmp_path):
-    import dataclasses
-
     apps = dict(deployed.launcher.apps)
     apps['<script>alert("x")</script>'] = apps["visualizer"]
     settings = dataclasses.replace(deployed, launcher=dataclasses.replace(deployed.launcher, apps=apps))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import os
 import signal
 import socket
@@ -24,7 +22,6 @@ from pvwtasks import config, render
 from render_support import Apache, httpd_conf, render_config, tls_files, wait_port
 
 pytestmark = pytest.mark.timeout(240)
-log = logging.getLogger(__name__)
 
 
 def _answers(port: int) -> bool:

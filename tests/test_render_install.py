@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import sys
 import textwrap
 from pathlib import Path
 
@@ -135,7 +135,6 @@ def apache_setup(tmp_path, http_server):
     sites, enabled = tmp_path / "apache" / "sites-available", tmp_path / "apache" / "sites-enabled"
     sites.mkdir(parents=True)
     enabled.mkdir(parents=True)
-    port = 0
     release = build_release(http_server.root)
     calls = tmp_path / "apache" / "apachectl.calls"
     ctl = tmp_path / "apache" / "apachectl"
@@ -146,8 +145,7 @@ def apache_setup(tmp_path, http_server):
         """)
     cfg = render_config(tmp_path, http_server.url(release.name), web=web)
     settings = config.load(cfg)
-    port = settings.web.http_port
-    conf = httpd_conf(tmp_path / "httpd", [port, settings.web.https_port], str(enabled / "*.conf"), ssl=True)
+    conf = httpd_conf(tmp_path / "httpd", [settings.web.http_port, settings.web.https_port], str(enabled / "*.conf"), ssl=True)
     ctl.write_text(FAKE_APACHECTL.format(calls=calls, conf=conf))
     ctl.chmod(0o755)
     settings.layout.proxy_file.parent.mkdir(parents=True, exist_ok=True)
@@ -179,8 +177,6 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
     # Broken: TLS with a certificate that does not exist.
     cert, key, _ca = tls_files(tmp_path / "tls")
     cert.unlink()
-    import dataclasses
-
     broken = dataclasses.replace(settings, web=dataclasses.replace(settings.web, tls_certificate=str(cert),
                                                                      tls_key=str(key)))
     render.render_file(broken, "vhost")
@@ -196,8 +192,6 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
 
 def test_install_vhost_failing_first_install_leaves_nothing(apache_setup, tmp_path):
     settings = apache_setup["settings"]
-    import dataclasses
-
     broken = dataclasses.replace(settings, web=dataclasses.replace(
         settings.web, tls_certificate=str(tmp_path / "missing.pem"), tls_key=str(tmp_path / "missing.key")))
     render.render_file(broken, "vhost")
