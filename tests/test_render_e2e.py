@@ -117,6 +117,8 @@ def test_session_through_apache_reaches_its_wslink_app(tmp_path, http_server, tl
                                             start_new_session=True, cwd=root)
             wait_port(settings.launcher.port, timeout=20)
         launcher_pid = _launcher_pid(settings)
+        # Started through the rendered start.sh: it exports these, the launcher alone does not.
+        assert psutil.Process(launcher_pid).environ().get("WSLINK_LAUNCHER_GET") == "1"
 
         ports = [port, https_port] if tls else [port]
         conf = httpd_conf(tmp_path / "httpd", ports, render.output_path(settings.layout, "vhost"), ssl=tls)
