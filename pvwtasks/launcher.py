@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 PROXY_MODE = 0o660
 LOG_TAIL_LINES = 12
+LAUNCHER_LINGER = 0.3  # seconds a SIGTERMed launcher may outlive its apps
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -469,13 +470,35 @@ def _describe(proc: psutil.Process) -> str:
 
 
 def _end_processes(procs: list[psutil.Process], grace: float) -> tuple[int, int]:
-    """SIGTERM ``procs``, wait up to ``grace`` s, SIGKILL the rest; return (terminated, killed)."""
+    """SIGTERM ``procs``, wait up to ``grace`` s, SIGKILL the rest; return (terminated, killed).
+
+    The launcher itself holds a SIGTERM until its in-flight POSTs finish
+    (aiohttp's graceful shutdown), which for a session whose app was just
+    ended means its whole session timeout.  Once every app is gone the
+    launcher gets LAUNCHER_LINGER more seconds, then SIGKILL: nothing is lost
+    (its apps are gone, proxy.txt is cleared by the caller) and the restart
+    is not held up.
+    """
     if not procs:
         return 0, 0
+    launchers = {p.pid for p in procs if any(a == "wslink.launcher" or a.endswith("/wslink/launcher.py")
+                                             for a in _cmdline(p))}
     _signal_all(procs, signal.SIGTERM)
-    alive = _wait_gone(procs, grace)
+    deadline = time.monotonic() + grace
+    alive = [p for p in procs if _alive(p)]
+    only_launchers_since = None
+    while alive and time.monotonic() < deadline:
+        _gone, alive = psutil.wait_procs(alive, timeout=0.05)
+        alive = [p for p in alive if _alive(p)]
+        if alive and all(p.pid in launchers for p in alive):
+            only_launchers_since = only_launchers_since or time.monotonic()
+            if time.monotonic() - only_launchers_since >= LAUNCHER_LINGER:
+                log.info("launcher still finishing requests %.1f s after its sessions ended: SIGKILL",
+                         LAUNCHER_LINGER)
+                break
     if alive:
-        log.warning("SIGKILL after %.1f s grace: %s", grace, ", ".join(_describe(p) for p in alive))
+        if not all(p.pid in launchers for p in alive):
+            log.warning("SIGKILL after %.1f s grace: %s", grace, ", ".join(_describe(p) for p in alive))
         _signal_all(alive, signal.SIGKILL)
         still = _wait_gone(alive, 5.0)
         if still:

@@ -10,14 +10,15 @@ launcher is down or the last update failed.
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import psutil
 import requests
 
-from . import install, launcher
+from . import config, install, launcher
 from .config import Settings
-from .errors import LauncherError
+from .errors import LauncherError, PvwError
 from .fsutil import read_json
 from .runlog import last_run_path
 
@@ -42,11 +43,10 @@ def collect(settings: Settings) -> dict:
     layout = settings.layout
     live = install.live_release(layout)
     published = read_json(layout.hash_file) or {}
-    previous = read_json(layout.hash_file.with_name("hash.json.previous")) or {}
     releases = install.releases(layout)
-    if not previous and live:
-        older = [r for r in releases if r.name != live.name]
-        previous = {"version": older[-1].version, "name": older[-1].name} if older else {}
+    # The previous good version: the rollback target, never a release that failed its health check.
+    older = [r for r in releases if not live or (r.name != live.name and not install.failure_of(layout, r.name))]
+    previous = {"version": older[-1].version, "name": older[-1].name} if older and live else {}
     versions = []
     for release in releases:
         failure = install.failure_of(layout, release.name)
@@ -152,3 +152,23 @@ def show(settings: Settings, as_json: bool = False) -> dict:
     if problems:
         raise LauncherError("; ".join(problems))
     return {"status": "ok"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pvwtasks.status [--json] [CONFIG]``: the same report without doit's task lines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Show a pvwtasks deployment's status.")
+    parser.add_argument("config", nargs="?", help="config file (default: $PVW_CONFIG or config/pvw.toml)")
+    parser.add_argument("--json", action="store_true", help="print JSON for monitoring")
+    args = parser.parse_args(argv)
+    try:
+        show(config.load(config.config_path(args.config)), as_json=args.json)
+    except PvwError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,544 @@
+"""The launcher's lifecycle with real processes on loopback: start, stop, restart, orphans, no-op update, rollback."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import msgpack
+import psutil
+import pytest
+import requests
+from wslink.chunking import UnChunker, generate_chunks
+
+from pvwtasks import config as pvwconfig
+from pvwtasks import install, launcher
+
+from conftest import build_release, free_port, run_doit, stop_deployment_processes, write_config
+
+pytestmark = pytest.mark.timeout(180)
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+
+def free_port_range(count: int) -> tuple[int, int]:
+    """``count`` consecutive loopback ports that are free right now."""
+    for _ in range(200):
+        first = secrets.randbelow(20000) + 20000
+        socks = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                socks.append(sock)
+            return first, first + count - 1
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+def make_deployment(folder: Path, url: str, **kwargs) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("port_range", free_port_range(4))
+    config = write_config(folder / "pvw.toml", url, folder / "root", **kwargs)
+    return {"config": config, "root": folder / "root", "settings": pvwconfig.load(config)}
+
+
+@pytest.fixture
+def dep(tmp_path, http_server):
+    """A deployment of the stand-in release with 4 session ports and a 5 s session timeout."""
+    release = build_release(http_server.root)
+    made = make_deployment(tmp_path / "a", http_server.url(release.name), launcher_timeout=5)
+    made.update(server=http_server, release=release)
+    yield made
+    stop_deployment_processes(made["root"])
+
+
+def deploy(d: dict) -> None:
+    done = run_doit(d["config"], "update")
+    assert done.returncode == 0, done.output
+
+
+def launcher_url(settings) -> str:
+    return f"http://127.0.0.1:{settings.launcher.port}/{settings.launcher.endpoint}/"
+
+
+def open_session(settings, app: str = "loader") -> dict:
+    answer = requests.post(launcher_url(settings), json={"application": app}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def pidfile_pid(settings) -> int:
+    return int(settings.layout.pid_file.read_text())
+
+
+def processes_under(root: Path) -> list[psutil.Process]:
+    """Live processes whose command line mentions ``root`` (this test's deployment)."""
+    prefix = f"{Path(root).resolve()}/"
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE \
+                    and any(prefix in arg for arg in proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def gone(pid: int) -> bool:
+    """The process ended (a zombie waiting for PID 1 to reap it counts as ended)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def proxy_text(settings) -> str:
+    return settings.layout.proxy_file.read_text()
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def assert_nothing_left(d: dict) -> None:
+    settings = d["settings"]
+    left = processes_under(d["root"])
+    assert not left, [" ".join(p.cmdline()) for p in left]
+    first, last = settings.launcher.port_range
+    assert all(port_free(p) for p in range(first, last + 1))
+    assert port_free(settings.launcher.port)
+    assert proxy_text(settings) == ""
+    assert not settings.layout.pid_file.exists()
+
+
+class WsClient:
+    """A wslink websocket client (msgpack in chunks) kept open across calls."""
+
+    def __init__(self, host: str, port: int, secret: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.count = 0
+        self.http, self.ws = self.loop.run_until_complete(self._open(f"ws://{host}:{port}/ws"))
+        hello = self._call("system:c0:0", "wslink.hello", [{"secret": secret}])
+        assert "result" in hello, hello
+
+    async def _open(self, url: str):
+        http = aiohttp.ClientSession()
+        return http, await http.ws_connect(url)
+
+    def _call(self, rpc_id: str, method: str, args: list) -> dict:
+        return self.loop.run_until_complete(self._roundtrip(rpc_id, method, args))
+
+    async def _roundtrip(self, rpc_id: str, method: str, args: list) -> dict:
+        message = {"wslink": "1.0", "id": rpc_id, "method": method, "args": args, "kwargs": {}}
+        for chunk in generate_chunks(msgpack.packb(message), 0):
+            await self.ws.send_bytes(chunk)
+        unchunker = UnChunker()
+        while True:
+            got = await self.ws.receive(timeout=10)
+            assert got.type == aiohttp.WSMsgType.BINARY, got
+            reply = unchunker.process_chunk(got.data)
+            if reply is not None and reply.get("id") == rpc_id:
+                return reply
+
+    def echo(self, value):
+        self.count += 1
+        return self._call(f"rpc:c0:{self.count}", "test.echo", [value])
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.ws.close())
+        self.loop.run_until_complete(self.http.close())
+        self.loop.close()
+
+
+# --------------------------------------------------------------------------
+# proxy.txt
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating groups needs root")
+def test_proxy_file_gets_group_and_mode_as_root(tmp_path, http_server):
+    group = f"pvwt{secrets.token_hex(3)}"
+    release = build_release(http_server.root)
+    d = make_deployment(tmp_path, http_server.url(release.name), extra=f'proxy_group = "{group}"')
+    try:
+        done = run_doit(d["config"], "proxy_file")
+        assert done.returncode == 0, done.output
+        stat = d["settings"].layout.proxy_file.stat()
+        assert stat.st_mode & 0o777 == 0o660
+        entry = grp.getgrnam(group)
+        assert stat.st_gid == entry.gr_gid
+        assert "www-data" in entry.gr_mem and "root" in entry.gr_mem
+        assert launcher.proxy_file_ok(d["settings"])
+        # A wrong mode is repaired on the next run; a right one leaves the task up to date.
+        os.chmod(d["settings"].layout.proxy_file, 0o644)
+        assert not launcher.proxy_file_ok(d["settings"])
+        assert run_doit(d["config"], "proxy_file").returncode == 0
+        assert d["settings"].layout.proxy_file.stat().st_mode & 0o777 == 0o660
+        again = run_doit(d["config"], "proxy_file")
+        assert "-- proxy_file" in again.output, again.output
+    finally:
+        subprocess.run(["groupdel", group], check=False, capture_output=True)
+
+
+def test_proxy_file_ok_never_raises(tmp_path, http_server):
+    release = build_release(http_server.root)
+    d = make_deployment(tmp_path, http_server.url(release.name))
+    assert launcher.proxy_file_ok(d["settings"]) is False  # missing file: False, not an exception
+
+
+def test_clearing_proxy_file_keeps_group_and_mode(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    path = settings.layout.proxy_file
+    os.chown(path, -1, 33)  # the web server's group (www-data) stands in for mappingfileusers
+    path.write_text("stale 127.0.0.1:1\n")
+    launcher.clear_proxy_file(settings)
+    stat = path.stat()
+    assert path.read_text() == "" and stat.st_gid == 33 and stat.st_mode & 0o777 == 0o660
+
+
+# --------------------------------------------------------------------------
+# start, stop, restart
+# --------------------------------------------------------------------------
+
+
+def test_update_starts_launcher_detached_with_pidfile_and_healthy(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    pid = pidfile_pid(settings)
+    proc = psutil.Process(pid)
+    assert "wslink.launcher" in proc.cmdline() and str(settings.layout.conf / "launch.json") in proc.cmdline()
+    assert os.getsid(pid) == pid  # its own session
+    record = json.loads(launcher.record_path(settings).read_text())
+    assert record["pid"] == pid and record["health"]["ok"] is True
+    assert record["release"] == install.live_name(settings.layout)
+    # The health check ended its session: no app running, no line left behind.
+    assert [c for c in proc.children() if c.status() != psutil.STATUS_ZOMBIE] == []  # wslink reaps lazily
+    assert proxy_text(settings) == ""
+    assert launcher.running_as_deployed(settings)
+
+
+def test_start_stop_restart_leave_no_stray_process_or_stale_line(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    old_pid = pidfile_pid(settings)
+    session = open_session(settings)
+    app = [c for c in psutil.Process(old_pid).children(recursive=True)]
+    assert app and session["id"] in proxy_text(settings)
+
+    done = run_doit(dep["config"], "restart_launcher")
+    assert done.returncode == 0, done.output
+    new_pid = pidfile_pid(settings)
+    assert new_pid != old_pid and gone(old_pid)
+    assert all(gone(p.pid) for p in app)
+    assert proxy_text(settings) == ""
+    assert [p.pid for p in processes_under(dep["root"])] == [new_pid]
+
+    done = run_doit(dep["config"], "stop_launcher")
+    assert done.returncode == 0, done.output
+    assert_nothing_left(dep)
+
+    done = run_doit(dep["config"], "start_launcher")
+    assert done.returncode == 0, done.output
+    assert psutil.Process(pidfile_pid(settings)).is_running()
+    open_session(settings)
+    launcher.stop(settings)
+    assert_nothing_left(dep)
+
+
+def test_stop_after_sigkill_ends_orphaned_apps(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    sessions = [open_session(settings), open_session(settings)]
+    pid = pidfile_pid(settings)
+    apps = psutil.Process(pid).children(recursive=True)
+    assert len(apps) == 2
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: gone(pid))
+    # The wslink launcher's known bug: the apps survive, keep their ports, and proxy.txt keeps their lines.
+    assert all(p.is_running() for p in apps)
+    assert all(not port_free(s["port"]) for s in sessions)
+    assert all(s["id"] in proxy_text(settings) for s in sessions)
+    assert launcher.find_launcher(settings) is None
+
+    done = run_doit(dep["config"], "stop_launcher")
+    assert done.returncode == 0, done.output
+    assert_nothing_left(dep)
+
+
+def test_start_after_sigkill_clears_orphans_and_stale_lines(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    session = open_session(settings)
+    pid = pidfile_pid(settings)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: launcher.find_launcher(settings) is None)
+
+    done = run_doit(dep["config"], "start_launcher")
+    assert done.returncode == 0, done.output
+    new_pid = pidfile_pid(settings)
+    assert new_pid != pid
+    assert [p.pid for p in processes_under(dep["root"])] == [new_pid]
+    assert session["id"] not in proxy_text(settings)
+    assert open_session(settings)["port"]  # the orphan's port was given back
+
+
+def test_start_fails_clearly_when_port_is_taken(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    launcher.stop(settings)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", settings.launcher.port))
+        squatter.listen()
+        with pytest.raises(launcher.LauncherError, match=rf"port {settings.launcher.port} is already in use"):
+            launcher.start(settings)
+    assert_nothing_left(dep)
+
+
+def test_start_failure_names_port_and_quotes_launcher_log(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    launcher.stop(settings)
+    launch_json = settings.layout.conf / "launch.json"
+    config = json.loads(launch_json.read_text())
+    config["configuration"]["log_dir"] = str(dep["root"] / "no-such-folder")  # the launcher crashes at start
+    launch_json.write_text(json.dumps(config))
+    with pytest.raises(launcher.LauncherError) as caught:
+        launcher.start(settings)
+    message = str(caught.value)
+    assert f"port {settings.launcher.port}" in message and "FileNotFoundError" in message
+    assert "\n" not in message
+    assert not processes_under(dep["root"])
+
+
+def test_two_deployments_stopping_one_leaves_the_other(dep, tmp_path):
+    other = make_deployment(tmp_path / "b", dep["server"].url(dep["release"].name), launcher_timeout=5)
+    try:
+        deploy(dep)
+        deploy(other)
+        a, b = dep["settings"], other["settings"]
+        assert a.launcher.port != b.launcher.port
+        open_session(a)
+        b_session = open_session(b)
+        b_pid = pidfile_pid(b)
+        b_procs = [psutil.Process(b_pid), *psutil.Process(b_pid).children(recursive=True)]
+        assert len(b_procs) == 2
+
+        done = run_doit(dep["config"], "stop_launcher")
+        assert done.returncode == 0, done.output
+        assert_nothing_left(dep)
+        assert all(p.is_running() for p in b_procs)
+        assert b_session["id"] in proxy_text(b)
+        assert open_session(b)["sessionURL"]
+        assert launcher.running_as_deployed(b)
+
+        # And SIGKILL + stop of one still leaves the other alone.
+        deploy(dep)
+        os.kill(pidfile_pid(a), signal.SIGKILL)
+        launcher.stop(a)
+        assert all(p.is_running() for p in b_procs)
+    finally:
+        stop_deployment_processes(other["root"])
+
+
+# --------------------------------------------------------------------------
+# doit update: restart only when needed
+# --------------------------------------------------------------------------
+
+
+def test_noop_update_keeps_launcher_and_open_session(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    pid = pidfile_pid(settings)
+    session = open_session(settings)
+    client = WsClient(session["host"], session["port"], session["secret"])
+    try:
+        assert client.echo("before")["result"] == {"echo": "before"}
+        done = run_doit(dep["config"], "update")
+        assert done.returncode == 0, done.output
+        assert "-- launcher" in done.output or "leaving it and its sessions alone" in done.output
+        assert pidfile_pid(settings) == pid and psutil.Process(pid).is_running()
+        assert client.echo("after")["result"] == {"echo": "after"}
+        assert session["id"] in proxy_text(settings)
+    finally:
+        client.close()
+
+
+def test_update_restarts_when_launch_json_changes(dep):
+    deploy(dep)
+    pid = pidfile_pid(dep["settings"])
+    text = dep["config"].read_text().replace("[launcher]", '[web]\nserver_name = "pvw.example.org"\n\n[launcher]')
+    dep["config"].write_text(text)
+    done = run_doit(dep["config"], "update")
+    assert done.returncode == 0, done.output
+    assert "launch.json changed" in done.output
+    new_pid = pidfile_pid(dep["settings"])
+    assert new_pid != pid and gone(pid)
+
+
+def test_update_starts_launcher_that_is_down(dep):
+    deploy(dep)
+    launcher.stop(dep["settings"])
+    done = run_doit(dep["config"], "update")
+    assert done.returncode == 0, done.output
+    assert "the launcher is not running" in done.output
+    assert launcher.running_as_deployed(dep["settings"])
+
+
+# --------------------------------------------------------------------------
+# rollback
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broken, symptom", [("hang", "never ready"), ("crash", "crashing at start")])
+def test_broken_release_is_rolled_back_and_not_retried(dep, broken, symptom):
+    deploy(dep)
+    settings = dep["settings"]
+    good = install.live_name(settings.layout)
+    build_release(dep["server"].root, "5.14.0", name=dep["release"].name, broken=broken)
+
+    started = time.monotonic()
+    done = run_doit(dep["config"], "update")
+    rollback_seconds = time.monotonic() - started
+    print(f"\nrollback from a '{broken}' release: doit update took {rollback_seconds:.1f} s")
+    assert done.returncode != 0, done.output
+    bad = next(r.name for r in install.releases(settings.layout) if r.version == "5.14.0")
+    error = next(line for line in done.stderr.splitlines() if line.startswith("ERROR: launcher:"))
+    assert bad in error and good in error and "5.14.0" in error and "5.13.0" in error
+    assert symptom in error  # the tail of the failing session's log
+    # The previous version is live and healthy again; the bad one stays on disk, marked failed.
+    assert install.live_name(settings.layout) == good
+    assert (settings.layout.versions / bad).is_dir()
+    assert install.failure_of(settings.layout, bad)
+    assert good.split("-")[-1] in (settings.layout.conf / "launch.json").read_text()
+    assert json.loads(settings.layout.hash_file.read_text())["name"] == good
+    assert open_session(settings)["sessionURL"]
+    assert launcher.running_as_deployed(settings)
+    pid = pidfile_pid(settings)
+
+    again = run_doit(dep["config"], "update")
+    assert again.returncode == 0, again.output
+    assert install.live_name(settings.layout) == good
+    assert pidfile_pid(settings) == pid
+    assert "live release is now" not in again.output
+
+
+def test_broken_first_release_fails_without_rollback_target(tmp_path, http_server):
+    release = build_release(http_server.root, broken="crash")
+    d = make_deployment(tmp_path, http_server.url(release.name), launcher_timeout=3)
+    try:
+        done = run_doit(d["config"], "update")
+        assert done.returncode != 0
+        assert "health check" in done.stderr and "crashing at start" in done.stderr
+        status = run_doit(d["config"], "status")
+        assert status.returncode != 0
+    finally:
+        stop_deployment_processes(d["root"])
+
+
+# --------------------------------------------------------------------------
+# doit status
+# --------------------------------------------------------------------------
+
+
+def test_status_shows_state_and_fails_when_launcher_down(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    session = open_session(settings)
+    text = run_doit(dep["config"], "status")
+    assert text.returncode == 0, text.output
+    assert "5.13.0" in text.stdout and f"PID {pidfile_pid(settings)}" in text.stdout
+    assert "1 active" in text.stdout and "last update  ok" in text.stdout
+
+    as_json = run_doit(dep["config"], "status", "--json")
+    assert as_json.returncode == 0, as_json.output
+    data = json.loads(as_json.stdout[as_json.stdout.index("{"):])
+    assert data["live"]["version"] == "5.13.0" and len(data["live"]["sha256"]) == 64
+    assert data["launcher"]["pid"] == pidfile_pid(settings) and data["launcher"]["answering"]
+    assert [s["id"] for s in data["sessions"] if s["alive"]] == [session["id"]]
+    assert data["last_update"]["result"] == "ok" and data["disk"]["total_bytes"] > 0
+
+    plain = subprocess.run([sys.executable, "-m", "pvwtasks.status", "--json", str(dep["config"])],
+                           capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["launcher"]["running"] is True
+
+    launcher.stop(settings)
+    down = run_doit(dep["config"], "status", "--json")
+    assert down.returncode != 0
+    assert json.loads(down.stdout[down.stdout.index("{"):])["launcher"]["running"] is False
+    assert "launcher is not running" in down.stderr
+
+
+# --------------------------------------------------------------------------
+# downtime of a restart
+# --------------------------------------------------------------------------
+
+
+def test_restart_downtime_is_short(dep):
+    """Last successful POST on the old launcher -> first successful POST on the new one."""
+    deploy(dep)
+    settings = dep["settings"]
+    url = launcher_url(settings)
+    first_new: list[float] = []
+    stop_polling = threading.Event()
+
+    def poll() -> None:
+        while not stop_polling.is_set():
+            try:
+                answer = requests.post(url, json={"application": "loader"}, timeout=30)
+                if answer.status_code == 200:
+                    first_new.append(time.monotonic())
+                    requests.delete(url + answer.json()["id"], timeout=10)
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.02)
+
+    session = open_session(settings)  # the last POST on the old launcher
+    last_old = time.monotonic()
+    requests.delete(url + session["id"], timeout=10)
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    result = launcher.restart(settings)
+    poller.join(30)
+    stop_polling.set()
+    assert first_new, "no POST succeeded on the new launcher"
+    downtime = first_new[0] - last_old
+    print(f"\nrestart downtime: {downtime:.2f} s (health check POST {result['health']['post_seconds']:.2f} s)")
+    assert downtime <= float(os.environ.get("PVW_DOWNTIME_BUDGET", "2.5"))
