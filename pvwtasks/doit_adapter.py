@@ -7,6 +7,7 @@ uptodate callables) and writes ``update.log`` through a reporter.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -50,7 +51,8 @@ def load_settings() -> config.Settings:
     try:
         state.mkdir(parents=True, exist_ok=True)
         if not os.access(state, os.W_OK):
-            raise PermissionError(13, "Permission denied")
+            cause = errno.EROFS if os.statvfs(state).f_flag & os.ST_RDONLY else errno.EACCES
+            raise OSError(cause, os.strerror(cause))
     except OSError as err:
         message = f"{path}: [deploy] root: cannot write {state}: {err.strerror}"
         _mail_start_failure(path, message, settings.notify, settings)

@@ -284,13 +284,16 @@ def start_doit(config: Path, *args: str, env: dict | None = None, log_dir: Path 
     """Start ``doit ARGS config=CONFIG`` without waiting; output goes to files in ``log_dir``."""
     log_dir = log_dir or config.parent
     out = open(log_dir / f"doit-{time.monotonic_ns()}.out", "w+")
-    return subprocess.Popen(doit_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(doit_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, text=True,
                             env=_env(env), cwd=config.parent)
+    proc.output_file = out
+    return proc
 
 
 def output_of(proc: subprocess.Popen) -> str:
-    proc.stdout.seek(0)
-    return proc.stdout.read()
+    """Everything the process printed so far (stdout and stderr together)."""
+    proc.output_file.seek(0)
+    return proc.output_file.read()
 
 
 def doit_killed_at(config: Path, event: str, needle: str, count: int = 1, *args: str, env: dict | None = None,
