@@ -144,21 +144,22 @@ def _run_admin(cmd: list[str]) -> None:
         raise LauncherError(f"{' '.join(cmd)} failed (status {done.returncode}): {done.stderr.strip()}")
 
 
-def ensure_proxy_file(settings: Settings) -> dict:
+def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
     """Make ``ROOT/proxy.txt`` exist with group ``[launcher] proxy_group`` and mode 0660.
 
     As root, creates the group when missing (groupadd) and adds the launcher
     user and the web server user to it (usermod -a -G).  As another user it
     logs the exact commands an admin must run and succeeds as long as the
     file exists and this user can read and write it.  Raises LauncherError
-    when the file is unusable or an admin command fails.
+    when the file is unusable or an admin command fails.  ``as_root``
+    overrides the euid check (tests use it to exercise the non-root path).
     """
     path = settings.layout.proxy_file
     group = settings.launcher.proxy_group
     if not path.exists():
         atomic_write_text(path, "", PROXY_MODE)
         log.info("created %s", path)
-    is_root = os.geteuid() == 0
+    is_root = os.geteuid() == 0 if as_root is None else as_root
     admin: list[list[str]] = []
     if _group_id(group) is None:
         admin.append(["groupadd", group])

@@ -215,6 +215,23 @@ def test_proxy_file_gets_group_and_mode_as_root(tmp_path, http_server):
         subprocess.run(["groupdel", group], check=False, capture_output=True)
 
 
+def test_proxy_file_without_root_logs_admin_commands_and_succeeds(tmp_path, http_server, caplog):
+    group = f"pvwt{secrets.token_hex(3)}"  # does not exist, and nothing may create it
+    release = build_release(http_server.root)
+    d = make_deployment(tmp_path, http_server.url(release.name), extra=f'proxy_group = "{group}"')
+    caplog.set_level("WARNING")
+    result = launcher.ensure_proxy_file(d["settings"], as_root=False)
+    path = d["settings"].layout.proxy_file
+    assert path.exists() and path.stat().st_mode & 0o777 == 0o660
+    assert f"groupadd {group}" in result["admin_needed"]
+    assert f"usermod -a -G {group} www-data" in result["admin_needed"]
+    assert f"chgrp {group} {path}" in result["admin_needed"]
+    assert f"groupadd {group}" in caplog.text
+    with pytest.raises(KeyError):
+        grp.getgrnam(group)
+    assert not launcher.proxy_file_ok(d["settings"])
+
+
 def test_proxy_file_ok_never_raises(tmp_path, http_server):
     release = build_release(http_server.root)
     d = make_deployment(tmp_path, http_server.url(release.name))
