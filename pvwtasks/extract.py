@@ -1,42 +1,79 @@
 """Safe, streaming extraction of release tarballs (.tar.gz, .tar.xz).
 
-Each member goes through ``tarfile.data_filter`` (the checks of
-``filter="data"``: no absolute paths, nothing outside the destination, no
-links that escape it, no device files) plus two stricter rules of ours: no
-absolute names at all and no ``..`` components.  The archive is read once,
-as a stream, and members are written with plain ``os`` calls, which keeps
-the per-member cost low for ParaView's tens of thousands of files.
+Each member goes through the checks of ``filter="data"`` (no absolute
+paths, nothing outside the destination, no links that escape it, no device
+files) plus two stricter rules of ours: no absolute names at all and no
+``..`` components.  The archive is read once, as a stream, and members are
+written with plain ``os`` calls.
+
+ParaView releases hold tens of thousands of files, so the per-member cost
+matters (issue 6):
+
+- gzip is inflated with ISA-L (``isal``), which releases the GIL;
+- tar headers are parsed by ``tarfile`` over a forward-only reader, without
+  ``tarfile``'s small-block stream copies;
+- a regular file or folder whose parent is a folder this extraction created
+  itself, and whose name nothing has claimed yet, cannot resolve anywhere but
+  ``dest/name``: for it the ``realpath`` walks of ``tarfile.data_filter``
+  are skipped and the same mode rules are applied directly
+  (:func:`_data_mode`).  Every other member (links, duplicates, anything
+  below a symlink) takes ``data_filter`` itself, after all earlier writes
+  have landed;
+- file creation, which costs the kernel far more than tar parsing, runs in
+  a few writer threads.
+
+:class:`StreamExtractor` runs the same extraction on bytes handed over by
+another thread, so a download can be unpacked while it arrives; the caller
+decides whether to keep the result (only once the bytes are verified).
 """
 
 from __future__ import annotations
 
 import lzma
 import os
+import queue
 import shutil
 import tarfile
+import threading
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from .errors import InstallError, UnsafeArchive
 
-try:  # ISA-L inflates gzip several times faster than zlib.
+try:  # ISA-L inflates gzip several times faster than zlib, and releases the GIL.
     from isal import igzip as _gzip
+    from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a declared dependency
     import gzip as _gzip
+    import zlib as _zlib
 
 COPY_CHUNK = 1 << 20
+READ_CHUNK = 1 << 20  # compressed bytes read from disk at a time
+INFLATE_MAX = 1 << 20  # decompressed bytes produced per step (bounds memory even for gzip bombs)
+ASYNC_MAX_FILE = 4 << 20  # bigger files are written by the parsing thread itself
+WRITE_BUDGET = 16 << 20  # bytes queued for the writer threads at most
+_JOB_COST = 1024  # bookkeeping per queued file, so many empty files stay bounded too
+WRITERS = int(os.environ.get("PVW_EXTRACT_WRITERS", 0)) or max(2, min(4, os.cpu_count() or 2))
+STAGED_PREFIX = ".incoming-staged-"
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_GZIP_MAGIC = b"\x1f\x8b"
+_XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
 def open_archive(path: Path) -> BinaryIO:
     """Open ``path`` as a decompressed byte stream, by its magic bytes."""
     with path.open("rb") as probe:
         magic = probe.read(6)
-    if magic[:2] == b"\x1f\x8b":
+    if magic[:2] == _GZIP_MAGIC:
         return _gzip.open(path, "rb")
-    if magic == b"\xfd7zXZ\x00":
+    if magic == _XZ_MAGIC:
         return lzma.open(path, "rb")
     raise InstallError(f"{path.name}: not a .tar.gz or .tar.xz archive")
+
+
+def staged_path(folder: Path, sha256: str) -> Path:
+    """Where a tree extracted while downloading is kept until the bytes whose sha256 it is are verified."""
+    return folder / f"{STAGED_PREFIX}{sha256}"
 
 
 def _checked_name(member: tarfile.TarInfo) -> str:
@@ -53,34 +90,380 @@ def _checked_name(member: tarfile.TarInfo) -> str:
     return "/".join(parts)
 
 
+def _data_mode(mode: int | None) -> int | None:
+    """The mode ``tarfile.data_filter`` gives a regular file (see ``_get_filtered_attrs``)."""
+    if mode is None:
+        return None
+    mode &= 0o755
+    if not mode & 0o100:
+        mode &= ~0o111
+    return mode | 0o600
+
+
 def extract(archive: Path, dest: Path) -> list[str]:
     """Extract ``archive`` into the empty folder ``dest``; return the top-level names.
 
     Raises UnsafeArchive on the first hostile member and InstallError on a
     corrupt archive; the caller discards ``dest`` then.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    dest_real = os.path.realpath(dest)
-    made_dirs: set[str] = {dest_real}
-    tops: set[str] = set()
     try:
-        with open_archive(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                name = _checked_name(member)
-                if not name:
-                    continue
-                member.name = name
-                try:
-                    member = tarfile.data_filter(member, dest_real)
-                except tarfile.FilterError as err:
-                    raise UnsafeArchive(f"member {name!r} rejected: {err}") from None
-                tops.add(name.split("/", 1)[0])
-                _write_member(tar, member, dest_real, made_dirs)
-    except (tarfile.TarError, EOFError, lzma.LZMAError, OSError) as err:
+        source = archive.open("rb")
+    except OSError as err:
+        raise InstallError(f"cannot extract {archive.name}: {err.strerror}") from None
+    with source:
+        magic = source.read(6)
+        source.seek(0)
+        if magic[:2] != _GZIP_MAGIC and magic != _XZ_MAGIC:
+            raise InstallError(f"{archive.name}: not a .tar.gz or .tar.xz archive")
+        return _extract_chunks(iter(lambda: source.read(READ_CHUNK), b""), dest, archive.name)
+
+
+def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str, stop: threading.Event | None = None) -> list[str]:
+    """Extract the compressed tar whose bytes ``chunks`` yields into ``dest`` (see :func:`extract`)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        reader = _ForwardReader(_inflate(chunks, stop))
+        with _Extraction(dest) as extraction, tarfile.open(fileobj=reader, mode="r:") as tar:
+            while (member := tar.next()) is not None:
+                extraction.add(tar, reader, member)
+                tar.members.clear()  # keep memory flat: we never look members up again
+            return extraction.tops()
+    except (tarfile.TarError, EOFError, lzma.LZMAError, _zlib.error, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None:
-            raise InstallError(f"cannot extract {archive.name}: {err.strerror}") from None
-        raise InstallError(f"{archive.name}: corrupt or truncated archive ({err})") from None
-    return sorted(tops)
+            raise InstallError(f"cannot extract {label}: {err.strerror}") from None
+        raise InstallError(f"{label}: corrupt or truncated archive ({err})") from None
+
+
+class _Stopped(Exception):
+    """The producer of a streamed archive went away."""
+
+
+def _inflate(chunks: Iterable[bytes], stop: threading.Event | None = None) -> Iterator[bytes]:
+    """Decompress gzip (any number of members) or xz chunks into chunks of at most INFLATE_MAX bytes."""
+    source = iter(chunks)
+    first = b""
+    for chunk in source:
+        first += chunk
+        if len(first) >= 6:
+            break
+    if first[:2] == _GZIP_MAGIC:
+        yield from _inflate_gzip(first, source, stop)
+    elif first[:6] == _XZ_MAGIC:
+        yield from _inflate_xz(first, source, stop)
+    else:
+        raise InstallError("not a .tar.gz or .tar.xz archive")
+
+
+def _inflate_gzip(first: bytes, source: Iterator[bytes], stop: threading.Event | None) -> Iterator[bytes]:
+    inflater = _zlib.decompressobj(31)
+    pending = first
+    while True:
+        if stop is not None and stop.is_set():
+            raise _Stopped()
+        if not pending:
+            pending = next(source, b"")
+            if not pending:
+                break
+        out = inflater.decompress(pending, INFLATE_MAX)
+        pending = inflater.unconsumed_tail
+        if out:
+            yield out
+        if inflater.eof:  # a gzip member ended; another may follow (pigz, concatenated files)
+            rest = inflater.unused_data + pending
+            if not rest:
+                rest = next(source, b"")
+            if not rest:
+                return
+            inflater = _zlib.decompressobj(31)
+            pending = rest
+    if not inflater.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+
+
+def _inflate_xz(first: bytes, source: Iterator[bytes], stop: threading.Event | None) -> Iterator[bytes]:
+    inflater = lzma.LZMADecompressor()
+    pending = first
+    while True:
+        if stop is not None and stop.is_set():
+            raise _Stopped()
+        if inflater.needs_input:
+            if not pending:
+                pending = next(source, b"")
+                if not pending:
+                    break
+            out = inflater.decompress(pending, INFLATE_MAX)
+        else:
+            out = inflater.decompress(b"", INFLATE_MAX)
+        pending = b""
+        if out:
+            yield out
+        if inflater.eof:
+            rest = inflater.unused_data or next(source, b"")
+            if not rest:
+                return
+            inflater = lzma.LZMADecompressor()
+            pending = rest
+    if not inflater.eof:
+        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+
+
+class _ForwardReader:
+    """A read-only, forward-seeking file over decompressed chunks (what ``tarfile`` mode ``r:`` needs)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+        self._at = 0  # read position inside _buf
+        self._pos = 0  # absolute position
+        self.name = None
+        self.mode = "rb"
+
+    def _fill(self) -> bool:
+        chunk = next(self._chunks, None)
+        if chunk is None:
+            return False
+        self._buf = self._buf[self._at:] + chunk if self._at < len(self._buf) else chunk
+        self._at = 0
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._buf[self._at:]]
+            parts.extend(self._chunks)
+            data = b"".join(parts)
+            self._buf, self._at = b"", 0
+            self._pos += len(data)
+            return data
+        while len(self._buf) - self._at < size:
+            if not self._fill():
+                break
+        data = self._buf[self._at:self._at + size]
+        self._at += len(data)
+        self._pos += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 1:
+            offset += self._pos
+        elif whence != 0:
+            raise OSError("cannot seek from the end of a stream")
+        if offset < self._pos:
+            raise tarfile.ReadError("backward seek in a streamed archive")
+        while offset > self._pos:
+            have = len(self._buf) - self._at
+            if not have and not self._fill():
+                break
+            step = min(offset - self._pos, len(self._buf) - self._at)
+            self._at += step
+            self._pos += step
+        return self._pos
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return True
+
+
+class _Writers:
+    """Threads that create small regular files, which costs the kernel far more than parsing them."""
+
+    def __init__(self, count: int = WRITERS) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._cond = threading.Condition()
+        self._pending = 0  # jobs queued or running
+        self._bytes = 0
+        self._error: BaseException | None = None
+        self._threads = [threading.Thread(target=self._run, name=f"extract-writer-{n}", daemon=True)
+                         for n in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, path: str, data: bytes, mode: int, mtime: float) -> None:
+        cost = len(data) + _JOB_COST
+        with self._cond:
+            while self._pending and self._bytes + cost > WRITE_BUDGET and self._error is None:
+                self._cond.wait()
+            self._raise()
+            self._pending += 1
+            self._bytes += cost
+        self._jobs.put((path, data, mode, mtime, cost))
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            path, data, mode, mtime, cost = job
+            try:
+                if self._error is None:
+                    _write_file(path, data, mode, mtime)
+            except BaseException as err:  # noqa: BLE001 - handed to the parsing thread
+                with self._cond:
+                    if self._error is None:
+                        self._error = err
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._bytes -= cost
+                    self._cond.notify_all()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def barrier(self) -> None:
+        """Wait until every queued file is written; raise the first writer error."""
+        with self._cond:
+            while self._pending:
+                self._cond.wait()
+            self._raise()
+
+    def close(self) -> None:
+        """Stop the threads (after the queued jobs; a failure skips them)."""
+        for _thread in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
+def _write_file(path: str, data: bytes, mode: int, mtime: float) -> None:
+    fd = os.open(path, _WRITE_FLAGS, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)
+        if mtime:
+            os.utime(fd, (mtime, mtime))
+    finally:
+        os.close(fd)
+
+
+class _Extraction:
+    """The state of one extraction into ``dest``: what it created, and its writer threads."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = os.path.realpath(dest)
+        # Fast path only into an empty folder: then nothing exists that this extraction did not make.
+        fresh = not os.listdir(self.dest)
+        self.real_dirs: set[str] = {""} if fresh else set()  # folders we made, reached through folders only
+        self.claimed: set[str] = {""}  # names (resolved, relative to dest) that exist because of us
+        self.made_dirs: set[str] = {self.dest}
+        self._tops: set[str] = set()
+        self.writers = _Writers()
+
+    def __enter__(self) -> "_Extraction":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.writers.barrier()
+        finally:
+            if exc_type is not None:
+                with self.writers._cond:  # skip queued files: the caller discards dest
+                    self.writers._error = self.writers._error or exc or RuntimeError("extraction stopped")
+            self.writers.close()
+
+    def tops(self) -> list[str]:
+        return sorted(self._tops)
+
+    def add(self, tar: tarfile.TarFile, reader: _ForwardReader, member: tarfile.TarInfo) -> None:
+        name = _checked_name(member)
+        if not name:
+            return
+        member.name = name
+        self._tops.add(name.split("/", 1)[0])
+        parent, _, _base = name.rpartition("/")
+        if name not in self.claimed and not member.issparse() and self._real_parent(parent):
+            if member.isdir():
+                os.mkdir(os.path.join(self.dest, name))
+                self.real_dirs.add(name)
+                self.claimed.add(name)
+                return
+            if member.isreg():
+                self.claimed.add(name)
+                self._write_regular(reader, member, os.path.join(self.dest, name))
+                return
+            if member.issym():
+                # Nothing is (or is being written) at this name, and the target check
+                # only resolves links and folders, which are never written late.
+                member = self._filtered(member)
+                os.symlink(member.linkname, os.path.join(self.dest, name))
+                self.claimed.add(name)
+                return
+        # Everything else: links, devices, duplicates, names under a symlink.  The
+        # checks look at the disk, so let every earlier write land first.
+        self.writers.barrier()
+        member = self._filtered(member)
+        target = os.path.join(self.dest, member.name)
+        _write_member(tar, member, self.dest, self.made_dirs)
+        self._claim(target)
+
+    def _filtered(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
+        try:
+            return tarfile.data_filter(member, self.dest)
+        except tarfile.FilterError as err:
+            raise UnsafeArchive(f"member {member.name!r} rejected: {err}") from None
+
+    def _real_parent(self, parent: str) -> bool:
+        """True when ``parent`` is (or can be made as) a real folder of ours: no symlink on the way.
+
+        Missing folders that nothing has claimed are created here, as
+        ``makedirs`` would; an archive need not list every folder.
+        """
+        if parent in self.real_dirs:
+            return True
+        missing = []
+        while parent not in self.real_dirs:
+            if parent in self.claimed:  # a link, a file or a folder reached through a link
+                return False
+            missing.append(parent)
+            parent = parent.rpartition("/")[0]
+        for folder in reversed(missing):
+            os.mkdir(os.path.join(self.dest, folder))
+            self.real_dirs.add(folder)
+            self.claimed.add(folder)
+        return True
+
+    def _claim(self, target: str) -> None:
+        """Record where a slow-path member landed (and the folders above it) as taken."""
+        resolved = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
+        rel = os.path.relpath(resolved, self.dest)
+        if rel.startswith(".."):
+            return
+        while rel and rel != "." and rel not in self.claimed:
+            self.claimed.add(rel)
+            rel = os.path.dirname(rel)
+
+    def _write_regular(self, reader: _ForwardReader, member: tarfile.TarInfo, target: str) -> None:
+        mode = _data_mode(member.mode)
+        mode = 0o644 if mode is None else mode
+        reader.seek(member.offset_data)
+        if member.size <= ASYNC_MAX_FILE:
+            data = reader.read(member.size)
+            if len(data) != member.size:
+                raise tarfile.ReadError("unexpected end of data")
+            self.writers.submit(target, data, mode, member.mtime)
+            return
+        fd = os.open(target, _WRITE_FLAGS, mode)
+        try:
+            left = member.size
+            while left:
+                data = reader.read(min(COPY_CHUNK, left))
+                if not data:
+                    raise tarfile.ReadError("unexpected end of data")
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                left -= len(data)
+            os.fchmod(fd, mode)
+            if member.mtime:
+                os.utime(fd, (member.mtime, member.mtime))
+        finally:
+            os.close(fd)
 
 
 def _ensure_dir(path: str, made_dirs: set[str]) -> None:
@@ -113,3 +496,73 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, made
         os.link(os.path.join(dest, member.linkname), target, follow_symlinks=False)
     else:  # data_filter already refuses devices and fifos
         raise UnsafeArchive(f"member {member.name!r} is not a file, folder or link")
+
+
+class StreamExtractor:
+    """Extract an archive into ``dest`` from bytes handed over with :meth:`feed` by another thread.
+
+    Meant for unpacking a download while it arrives.  It never raises into
+    the feeding thread: a hostile or corrupt archive just makes
+    :meth:`finish` answer None (and removes ``dest``), and the caller falls
+    back to extracting the verified file.  Whether the tree may be used is
+    the caller's decision, once the bytes it came from are verified.
+    """
+
+    def __init__(self, dest: Path, label: str = "archive", depth: int = 8) -> None:
+        self.dest = dest
+        self.label = label
+        self.error: BaseException | None = None
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._tops: list[str] | None = None
+        self._thread = threading.Thread(target=self._run, name="stream-extract", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            yield chunk
+
+    def _run(self) -> None:
+        try:
+            self._tops = _extract_chunks(self._chunks(), self.dest, self.label, self._stop)
+        except BaseException as err:  # noqa: BLE001 - reported by finish()
+            self.error = err
+        finally:
+            self._done.set()
+
+    def feed(self, chunk: bytes) -> None:
+        """Hand over the next bytes of the archive (blocks while the extractor is behind)."""
+        while not self._done.is_set():
+            try:
+                self._queue.put(chunk, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finish(self) -> list[str] | None:
+        """Wait for the end of the archive; return its top-level names, or None if extraction failed."""
+        self.feed(None)  # type: ignore[arg-type]
+        self._thread.join()
+        if self.error is not None or self._tops is None:
+            shutil.rmtree(self.dest, ignore_errors=True)
+            return None
+        return self._tops
+
+    def abort(self) -> None:
+        """Stop extracting and remove ``dest``."""
+        self._stop.set()
+        while not self._done.is_set():  # unblock the extractor if it waits for bytes
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+            self._done.wait(0.05)
+        self._thread.join()
+        shutil.rmtree(self.dest, ignore_errors=True)

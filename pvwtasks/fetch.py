@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 
+from . import extract
 from .errors import DownloadError
 from .fsutil import read_json, remove_quietly, write_json
 from .http import ServerError, new_session, raise_for_status, redact, with_retries
@@ -182,13 +184,27 @@ def remote_info(url: str, timeout: float, session: requests.Session | None = Non
 
 
 class _Hashers:
-    def __init__(self) -> None:
+    """The digests of the bytes seen so far and, optionally, their extraction while they arrive.
+
+    hashlib releases the GIL on big buffers, so hashing overlaps the socket
+    and the extractor's threads.  md5 is only computed when asked for (a
+    checksum manifest may list md5 digests); it costs more than sha256.
+    """
+
+    def __init__(self, md5: bool = True, stage: Path | None = None, label: str = "archive") -> None:
         self.sha256 = hashlib.sha256()
-        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
+        self.extractor: extract.StreamExtractor | None = None
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+            self.extractor = extract.StreamExtractor(stage, label)
 
     def update(self, data: bytes) -> None:
+        if self.extractor is not None:
+            self.extractor.feed(data)
         self.sha256.update(data)
-        self.md5.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
 
     def feed_file(self, path: Path) -> int:
         size = 0
@@ -197,6 +213,34 @@ class _Hashers:
                 self.update(chunk)
                 size += len(chunk)
         return size
+
+    def md5_hex(self) -> str:
+        return self.md5.hexdigest() if self.md5 is not None else ""
+
+    def abort(self) -> None:
+        """Stop and discard the extraction (the bytes were not all seen, or not kept)."""
+        if self.extractor is not None:
+            self.extractor.abort()
+            self.extractor = None
+
+    def keep_extraction(self, stage_dir: Path) -> None:
+        """Finish the extraction and keep it as ``extract.staged_path(stage_dir, sha256)``, if it succeeded.
+
+        The tree is only a head start for the install step, which uses it
+        once (and only if) these bytes are verified; on any failure it is
+        removed and the install step extracts the archive file instead.
+        """
+        extractor, self.extractor = self.extractor, None
+        if extractor is None:
+            return
+        tops = extractor.finish()
+        if tops is None:
+            log.info("unpacking while downloading stopped (%s); the install step will extract the file",
+                     extractor.error)
+            return
+        staged = extract.staged_path(stage_dir, self.sha256.hexdigest())
+        shutil.rmtree(staged, ignore_errors=True)
+        os.rename(extractor.dest, staged)
 
 
 def download(
@@ -208,6 +252,8 @@ def download(
     backoff: float,
     progress: Progress | None = None,
     session: requests.Session | None = None,
+    md5: bool = True,
+    unpack_into: Path | None = None,
 ) -> Fetched:
     """Stream ``url`` into ``dest_dir/<name>.part``, hashing while writing.
 
@@ -215,28 +261,58 @@ def download(
     request when the server allows it.  Returns the finished download; the
     file stays ``.part`` until verified.  Raises DownloadError; on a full
     disk the partial file is removed.
+
+    ``md5=False`` skips the md5 digest (``Fetched.md5`` is then "").  With
+    ``unpack_into``, the archive is also unpacked while it arrives, into a
+    hidden folder there that is renamed ``extract.staged_path(unpack_into,
+    sha256)`` when both the download and the extraction succeed; nothing
+    uses it before the bytes are verified (see ``install.install``).
     """
     name = filename_of(url)
     dest_dir.mkdir(parents=True, exist_ok=True)
     part = dest_dir / f"{name}.part"
     part_meta = dest_dir / f"{name}.part.json"
+    stage = None
+    if unpack_into is not None:
+        unpack_into.mkdir(parents=True, exist_ok=True)
+        stage = unpack_into / f"{extract.STAGED_PREFIX}{os.getpid()}.tmp"
+
+    def hashers() -> _Hashers:
+        return _Hashers(md5, stage, name)
+
     try:
         if is_local(url):
-            return _copy_local(url, name, part, progress)
-        return _download_http(url, name, part, part_meta, timeout, retries, backoff, progress, session or new_session())
+            return _copy_local(url, name, part, progress, hashers, unpack_into)
+        return _download_http(url, name, part, part_meta, timeout, retries, backoff, progress,
+                              session or new_session(), hashers, unpack_into)
     except OSError as err:
         remove_quietly(part)
         remove_quietly(part_meta)
         raise DownloadError(f"cannot write {part}: {err.strerror or err}") from None
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
 
 
-def _copy_local(url: str, name: str, part: Path, progress: Progress | None) -> Fetched:
+def _copy_local(url: str, name: str, part: Path, progress: Progress | None,
+                new_hashers: Callable[[], _Hashers] = _Hashers, unpack_into: Path | None = None) -> Fetched:
     source = local_path(url)
-    hashers = _Hashers()
     try:
         src = source.open("rb")
     except OSError as err:
         raise DownloadError(f"cannot read {source}: {err.strerror}") from None
+    hashers = new_hashers()
+    try:
+        fetched = _copy_local_with(url, name, part, progress, source, src, hashers)
+        if unpack_into is not None:
+            hashers.keep_extraction(unpack_into)
+        return fetched
+    finally:
+        hashers.abort()
+
+
+def _copy_local_with(url: str, name: str, part: Path, progress: Progress | None, source: Path, src,
+                     hashers: _Hashers) -> Fetched:
     with src, part.open("wb") as out:
         total = os.fstat(src.fileno()).st_size
         done = 0
@@ -249,7 +325,7 @@ def _copy_local(url: str, name: str, part: Path, progress: Progress | None) -> F
         out.flush()
         os.fsync(out.fileno())
     mtime = formatdate(source.stat().st_mtime, usegmt=True)
-    return Fetched(url, name, str(part), done, None, mtime, hashers.sha256.hexdigest(), hashers.md5.hexdigest())
+    return Fetched(url, name, str(part), done, None, mtime, hashers.sha256.hexdigest(), hashers.md5_hex())
 
 
 def _download_http(
@@ -262,6 +338,8 @@ def _download_http(
     backoff: float,
     progress: Progress | None,
     session: requests.Session,
+    new_hashers: Callable[[], _Hashers] = _Hashers,
+    unpack_into: Path | None = None,
 ) -> Fetched:
     validators: dict = {}
     saved = read_json(part_meta)
@@ -269,7 +347,13 @@ def _download_http(
         validators = saved
     else:
         remove_quietly(part)
-    state = {"hashers": _Hashers(), "hashed": 0}
+    state = {"hashers": None, "hashed": 0}
+
+    def restart_hashers() -> _Hashers:
+        if state["hashers"] is not None:
+            state["hashers"].abort()
+        state["hashers"] = new_hashers()
+        return state["hashers"]
 
     def attempt() -> Fetched:
         have = part.stat().st_size if part.exists() else 0
@@ -281,13 +365,12 @@ def _download_http(
             raise_for_status(response)
             if response.status_code == 206 and have:
                 log.info("resuming %s at byte %d", name, have)
-                if state["hashed"] != have:
-                    state["hashers"] = _Hashers()
-                    state["hashed"] = state["hashers"].feed_file(part)
+                if state["hashed"] != have or state["hashers"] is None:
+                    state["hashed"] = restart_hashers().feed_file(part)
                 mode = "ab"
                 total = have + int(response.headers.get("Content-Length", 0)) or None
             else:
-                state["hashers"] = _Hashers()
+                restart_hashers()
                 state["hashed"] = 0
                 mode, have = "wb", 0
                 length = response.headers.get("Content-Length")
@@ -313,10 +396,16 @@ def _download_http(
                 raise requests.exceptions.ChunkedEncodingError(f"connection broken: got {done} of {total} bytes")
             return Fetched(
                 url, name, str(part), done, validators.get("etag"), validators.get("last_modified"),
-                hashers.sha256.hexdigest(), hashers.md5.hexdigest(),
+                hashers.sha256.hexdigest(), hashers.md5_hex(),
             )
 
-    fetched = with_retries(attempt, f"download of {redact(url)}", retries, backoff)
+    try:
+        fetched = with_retries(attempt, f"download of {redact(url)}", retries, backoff)
+        if unpack_into is not None and state["hashers"] is not None:
+            state["hashers"].keep_extraction(unpack_into)
+    finally:
+        if state["hashers"] is not None:
+            state["hashers"].abort()
     remove_quietly(part_meta)
     return fetched
 

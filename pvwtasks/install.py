@@ -132,10 +132,12 @@ def mark_failed(layout: Layout, name: str, reason: str) -> None:
     write_json(sidecar, data)
 
 
-def discard_incomplete(layout: Layout) -> None:
-    """Remove extraction folders left behind by a killed run."""
+def discard_incomplete(layout: Layout, keep: Path | None = None) -> None:
+    """Remove extraction folders left behind by a killed run (all but ``keep``)."""
     if layout.versions.is_dir():
         for stale in layout.versions.glob(INCOMING_PREFIX + "*"):
+            if stale == keep:
+                continue
             log.info("removing unfinished extraction %s", stale.name)
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -153,16 +155,25 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
     Does not touch the live symlink.  Raises UnsafeArchive or InstallError;
     the partial extraction is removed then and nothing else changes.
     """
-    discard_incomplete(layout)
+    # A tree unpacked while downloading is named after the sha256 of the very bytes
+    # it came from; the caller passes the verified digest, so a match is safe to use.
+    staged = extract.staged_path(layout.versions, sha256)
+    discard_incomplete(layout, keep=staged)
     existing = _find_installed(layout, sha256)
     if existing:
+        shutil.rmtree(staged, ignore_errors=True)
         log.info("%s already installed as %s", archive.name, existing.name)
         return existing
     layout.versions.mkdir(parents=True, exist_ok=True)
     incoming = layout.versions / f"{INCOMING_PREFIX}{sha256[:12]}-{os.getpid()}"
     started = time.monotonic()
     try:
-        tops = extract.extract(archive, incoming)
+        if staged.is_dir():
+            os.rename(staged, incoming)
+            tops = sorted(os.listdir(incoming))
+            log.info("using the tree unpacked while downloading %s", archive.name)
+        else:
+            tops = extract.extract(archive, incoming)
         if len(tops) != 1 or not (incoming / tops[0]).is_dir():
             raise InstallError(f"{archive.name}: expected one top folder, found {tops or 'none'}")
         top = tops[0]

@@ -8,6 +8,7 @@ after a crash.  Records between steps are small JSON files under
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -82,9 +83,12 @@ def download_release(settings: Settings, progress: fetch.Progress | None = None)
     log.info("downloading %s", redact(url))
     started = time.monotonic()
     try:
+        # md5 only when a manifest may list md5 digests; unpack while downloading into a
+        # hidden folder that the install step uses only once the bytes are verified.
         fetched = fetch.download(
             url, layout.downloads, timeout=source.timeout, retries=source.retries,
             backoff=source.backoff, progress=progress, session=session,
+            md5=bool(source.checksums), unpack_into=layout.versions,
         )
     except DownloadError as err:
         raise DownloadError(f"{err}; still serving {_live_label(layout)}") from None
@@ -115,13 +119,24 @@ def verify_download(settings: Settings) -> dict:
         raise DownloadError(f"{download_record(layout)} missing; run the download step first")
     fetched = fetch.Fetched(**data)
     expected = expected_digest(source, fetched.filename)
+    if expected is not None and not getattr(fetched, expected.algorithm):
+        fetched = _with_digest(fetched, expected.algorithm)  # downloaded before a manifest was configured
     try:
         verify.check(fetched, expected)
     except HashMismatch:
         remove_quietly(download_record(layout))
+        shutil.rmtree(extract.staged_path(layout.versions, fetched.sha256), ignore_errors=True)
         raise
     published = verify.publish(fetched, layout.downloads, verified_record(layout))
     return {"sha256": published.sha256, "filename": published.filename}
+
+
+def _with_digest(fetched: fetch.Fetched, algorithm: str) -> fetch.Fetched:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with open(fetched.path, "rb") as handle:
+        while chunk := handle.read(fetch.CHUNK):
+            digest.update(chunk)
+    return fetch.Fetched(**{**fetched.to_json(), algorithm: digest.hexdigest()})
 
 
 def install_release(settings: Settings) -> dict:
