@@ -12,14 +12,14 @@ import os
 import re
 import signal
 import sqlite3
-import time
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import build_release, stop_deployment_processes, write_config
-from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_killed_at, live_name, notify_toml,
-                                output_of, start_doit, tree_snapshot, wait_until)
+from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_cmd, doit_killed_at, live_name,
+                                notify_toml, output_of, start_doit, tree_snapshot, wait_until)
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} pvwtasks\[(\d+)\] (.*)$")
 TASK_LINE = re.compile(r"^(\.  |-- )(\S+)$")
@@ -152,6 +152,31 @@ def test_update_log_has_a_start_line_a_line_per_task_and_an_end_line(tmp_path, h
     assert runs[1][-1].startswith("end: ok")
     assert runs[2][-2].startswith("failed download: ") and "HTTP 404" in runs[2][-2]
     assert runs[2][-1].startswith("end: failed")
+
+
+def test_cron_style_run_appending_to_update_log_writes_each_line_once(tmp_path, http_server, cleanup):
+    release = build_release(http_server.root)
+    config = _config(tmp_path, http_server.url(release.name), cleanup)
+    root = tmp_path / "root"
+    log = root / "logs" / "autodeploy" / "update.log"
+    log.parent.mkdir(parents=True)
+
+    def cron_run() -> int:  # what the crontab line does: >> update.log 2>&1
+        with open(log, "ab") as out:
+            return subprocess.run(doit_cmd(config, "update"), stdout=out, stderr=subprocess.STDOUT,
+                                  cwd=tmp_path, timeout=180).returncode
+
+    assert cron_run() == 0
+    http_server.faults.errors[f"/{release.name}"] = [404] * 5
+    build_release(http_server.root, "5.13.1", name=release.name)
+    assert cron_run() == 1
+
+    text = log.read_text()
+    assert text.count("] run download\n") == 2  # once per run, not echoed again by the console reporter
+    assert "\n.  download" not in text and "\n-- " not in text
+    assert text.count("] failed download: ") == 1
+    assert text.count("ERROR: download: ") == 1  # the one-line error of the failed run
+    assert [line for line in text.splitlines() if "] end: " in line][-1].split("] ")[1].startswith("end: failed")
 
 
 def test_credentials_in_the_source_url_never_reach_logs_output_mail_or_www(tmp_path, http_server, mail, cleanup):
