@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -718,6 +719,48 @@ def _session_processes(launcher: psutil.Process | None, before: set[int], port: 
     return chosen or new
 
 
+def _post_watching_app(settings: Settings, url: str, launcher: psutil.Process | None, before: set[int],
+                       since: float) -> requests.Response:
+    """POST the health-check session while watching its app; fail at once when the app dies before ready.
+
+    The wslink launcher makes a client wait its whole ``timeout`` even for
+    an app that crashed at start (FACTS.md); watching the launcher's new
+    children ends that wait early.
+    """
+    cfg = settings.launcher
+    outcome: dict = {}
+
+    def post() -> None:
+        try:
+            outcome["answer"] = requests.post(url, json={"application": cfg.health_app}, timeout=(5, cfg.timeout + 15))
+        except requests.RequestException as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=post, name="pvwtasks-health-post", daemon=True)
+    thread.start()
+    seen: set[int] = set()
+    dead_polls = 0
+    while thread.is_alive():
+        thread.join(0.1)
+        if launcher is None or not thread.is_alive():
+            continue
+        try:
+            new = [c for c in launcher.children(recursive=True) if c.pid not in before]
+        except psutil.NoSuchProcess:
+            continue
+        seen.update(c.pid for c in new)
+        running = [c for c in new if _alive(c)]
+        dead_polls = dead_polls + 1 if seen and not running else 0
+        if dead_polls >= 3:
+            session_log = _newest_session_log(settings, since)
+            where = _one_line_tail(session_log) if session_log else _one_line_tail(launcher_log(settings))
+            raise LauncherError(f"health check: the {cfg.health_app} session's app exited before printing its "
+                                f"ready line (POST {url}); {where}")
+    if "error" in outcome:
+        raise LauncherError(f"health check: POST {url} failed: {outcome['error']}")
+    return outcome["answer"]
+
+
 def health_check(settings: Settings) -> dict:
     """POST a session of ``[launcher] health_app``, open its websocket, then end it cleanly.
 
@@ -735,10 +778,7 @@ def health_check(settings: Settings) -> dict:
         launcher, before = None, set()
     started_wall, started = time.time(), time.monotonic()
     try:
-        try:
-            answer = requests.post(url, json={"application": cfg.health_app}, timeout=(5, cfg.timeout + 15))
-        except requests.RequestException as err:
-            raise LauncherError(f"health check: POST {url} failed: {err}") from None
+        answer = _post_watching_app(settings, url, launcher, before, started_wall)
         try:
             body = answer.json()
         except ValueError:
