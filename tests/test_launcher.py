@@ -485,6 +485,7 @@ def test_broken_first_release_fails_without_rollback_target(tmp_path, http_serve
         assert "health check" in done.stderr and "crashing at start" in done.stderr
         status = run_doit(d["config"], "status")
         assert status.returncode != 0
+        assert "the last update failed" in status.stderr and "last update  failed" in status.stdout
     finally:
         stop_deployment_processes(d["root"])
 
