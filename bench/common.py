@@ -166,8 +166,8 @@ def free_port() -> int:
 
 # ---------------------------------------------------------------- configs and releases
 
-def write_config(path: Path, url: str, root: Path, keep: int = 2, extra: str = "") -> Path:
-    """A pvwtasks config deploying ``url`` under ``root`` with a private launcher port."""
+def write_config(path: Path, url: str, root: Path, keep: int = 2, extra: str = "", port_count: int = 20) -> Path:
+    """A pvwtasks config deploying ``url`` under ``root`` with a private launcher port and session ports."""
     first = free_port()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"""
@@ -185,7 +185,7 @@ backoff = 0.2
 host = "127.0.0.1"
 port = {free_port()}
 timeout = 15
-port_range = [{first}, {first + 20}]
+port_range = [{first}, {first + port_count}]
 stop_grace = 5
 start_timeout = 30
 {extra}
@@ -302,7 +302,7 @@ def summary_table(sides: list[Side]) -> list[str]:
 def verdict(label: str, value: float, target: float, unit: str = "x") -> str:
     ok = value <= target
     shown = f"{value:.2f}{unit}" if unit == "x" else f"{value:.1f} {unit}"
-    goal = f"{target:.2f}{unit}" if unit == "x" else f"{target:.0f} {unit}"
+    goal = f"{target:.2f}{unit}" if unit == "x" else f"{target:g} {unit}"
     return f"- {label}: **{shown}** (target <= {goal}): {'met' if ok else 'NOT met'}"
 
 

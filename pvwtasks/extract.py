@@ -487,6 +487,7 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, made
         fd = os.open(target, _WRITE_FLAGS, member.mode if member.mode is not None else 0o644)
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(source, out, COPY_CHUNK)
+            out.flush()  # before utime, or the last buffered write stamps the file "now"
             os.fchmod(out.fileno(), member.mode if member.mode is not None else 0o644)
             if member.mtime:
                 os.utime(out.fileno(), (member.mtime, member.mtime))

@@ -1,0 +1,142 @@
+"""Benchmark 1: a no-op ``doit update`` (nothing new upstream) against ``doit list`` on the same dodo.
+
+A stand-in release is served by a loopback HTTP server and deployed once
+with ``doit update`` (which also starts the launcher, when pvwtasks manages
+it).  Then the two commands alternate; ``doit list`` is doit's own start-up
+cost (Python, doit, the dodo and its imports), so the ratio is what the
+update adds: the lock, the conditional request upstream, the up-to-date
+checks, the launcher health check, the compare and notify steps.  At the
+end the launcher is stopped with ``doit stop_launcher`` (and any process
+left under the deploy root is stopped by PID).
+
+Target (issue 6): median ``doit update`` <= 1.5x median ``doit list``.
+
+    .venv/bin/python bench/bench_noop.py             # 15 runs per side
+    .venv/bin/python bench/bench_noop.py --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import common
+from common import Side
+
+
+def launcher_pids(root: Path) -> list[int]:
+    """PIDs of processes whose command line or cwd points into ``root`` (the launcher and its sessions)."""
+    import psutil
+
+    found = []
+    needle = str(root)
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.info["pid"] == os.getpid():
+            continue
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if needle in cmd:
+            found.append(proc.info["pid"])
+    return found
+
+
+def stop_deployment(config: Path, root: Path) -> list[int]:
+    """``doit stop_launcher``, then terminate (by PID) anything still running from ``root``."""
+    import psutil
+
+    common.doit(config, "stop_launcher", check=False)
+    left = []
+    for pid in launcher_pids(root):
+        try:
+            proc = psutil.Process(pid)
+            proc.terminate()
+            left.append(pid)
+        except psutil.NoSuchProcess:
+            continue
+    if left:
+        _gone, alive = psutil.wait_procs([psutil.Process(p) for p in left if psutil.pid_exists(p)], timeout=5)
+        for proc in alive:
+            proc.kill()
+    return left
+
+
+def launcher_running(root: Path) -> bool:
+    return bool(launcher_pids(root))
+
+
+def deploy_versions(work: Path, server: common.LoopbackServer, count: int, keep: int) -> tuple[Path, Path]:
+    """Deploy ``count`` successive stand-in releases (keep=``keep``); return (config, root)."""
+    served = server.root
+    name = common.release_name()
+    root = work / "root"
+    common.rmtree(root)
+    config = common.write_config(work / "pvw.toml", server.url(name), root, keep=keep)
+    for number in range(count):
+        release = common.build_release(work / "releases" / f"v{number}", f"5.13.{number}")
+        target = served / name
+        tmp = served / f".{name}.tmp"
+        tmp.write_bytes(release.read_bytes())
+        os.utime(tmp, (1_700_000_000 + number, 1_700_000_000 + number))
+        os.replace(tmp, target)
+        sample = common.doit(config, "update", check=False)
+        if sample.returncode != 0:
+            raise RuntimeError(f"doit update of version {number} failed:\n{sample.output[-3000:]}")
+    return config, root
+
+
+def measure_noop(config: Path, runs: int) -> tuple[Side, Side, str]:
+    """Alternate no-op ``doit update`` and ``doit list``; return both sides and the last update's output."""
+    update, listing = Side("`doit update` (no-op)"), Side("`doit list`")
+    common.doit(config, "update")  # settle: the first rerun may still finish work (e.g. a render)
+    common.doit(config, "list")
+    last = ""
+    for number in range(runs):
+        for side in ((listing, update) if number % 2 else (update, listing)):
+            sample = common.doit(config, "update" if side is update else "list")
+            side.samples.append(sample)
+            if side is update:
+                last = sample.output
+    return update, listing, last
+
+
+def check_noop(output: str) -> None:
+    for task in ("download", "verify", "install"):
+        if f"-- {task}\n" not in output:
+            raise RuntimeError(f"the rerun was not a no-op ({task} ran):\n{output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--work", type=Path, default=common.WORK / "noop")
+    parser.add_argument("--results", type=Path, default=None, help="write here instead of bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    common.print_machine()
+    common.rmtree(args.work)
+    served = args.work / "served"
+    served.mkdir(parents=True)
+    with common.LoopbackServer(served) as server:
+        config, root = deploy_versions(args.work, server, 1, keep=2)
+        try:
+            running_before = launcher_running(root)
+            update, listing, last = measure_noop(config, args.runs)
+            running_after = launcher_running(root)
+            check_noop(last)
+        finally:
+            stopped = stop_deployment(config, root)
+    ratio = update.med("wall") / listing.med("wall")
+    lines = [*common.summary_table([update, listing]), "",
+             common.verdict("wall time, no-op update / doit list", ratio, 1.5),
+             f"- launcher running during the runs: {'yes' if running_before and running_after else 'no'}"
+             f"{' (stopped by PID afterwards: ' + ', '.join(map(str, stopped)) + ')' if stopped else ''}",
+             "", "Tasks of the last no-op update (`--` = up to date, `.` = ran):", "", "```",
+             *[line for line in last.splitlines() if line.startswith(("-- ", ".  "))], "```"]
+    common.report("noop", "1. No-op rerun: `doit update` vs `doit list`", lines, args.results)
+    common.rmtree(args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Tiny runs of each benchmark in bench/, so the scripts keep working (the real runs are not tests)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run_bench(script: str, tmp_path: Path, *args: str, timeout: float = 120) -> tuple[str, str]:
+    results = tmp_path / "RESULTS.md"
+    cmd = [sys.executable, str(BENCH / script), "--work", str(tmp_path / "work"), "--results", str(results), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = results.read_text()
+    assert f"Command: `.venv/bin/python bench/{script}" in text
+    assert re.search(r"cores: \d+", text) and "python: 3." in text and "tar (GNU tar)" in text
+    assert not (tmp_path / "work").exists() or script == "bench_fetch.py"
+    return proc.stdout, text
+
+
+def _ratio(text: str, label: str) -> float:
+    match = re.search(re.escape(label) + r": \*\*([\d.]+)", text)
+    assert match, text
+    return float(match.group(1))
+
+
+def test_fetch_benchmark_compares_pvwtasks_with_curl_sha256sum_tar(tmp_path):
+    _out, text = run_bench("bench_fetch.py", tmp_path, "--sizes", "2M,1M", "--runs", "1")
+    assert text.count("| pvwtasks `doit install` | 1 |") == 2
+    assert text.count("| curl && sha256sum && tar xzf | 1 |") == 2
+    assert _ratio(text, "wall time, pvwtasks / baseline") > 0
+    assert 10 < _ratio(text, "pvwtasks peak RSS") < 500
+    assert "Peak RSS by size" in text
+
+
+def test_noop_benchmark_compares_update_with_list(tmp_path):
+    _out, text = run_bench("bench_noop.py", tmp_path, "--runs", "1")
+    assert _ratio(text, "wall time, no-op update / doit list") > 0.5
+    assert "-- download" in text and "-- install" in text
+
+
+def test_scaling_benchmark_reports_three_sizes_and_kept_versions(tmp_path):
+    _out, text = run_bench("bench_scaling.py", tmp_path, "--sizes", "1M,2M,3M", "--runs", "1",
+                           "--noop-runs", "1", "--versions", "1,2", timeout=180)
+    assert len(re.findall(r"^\| [\d.]+ MiB \| \d+ \|", text, re.MULTILINE)) == 3
+    assert re.search(r"^\| 1 \| 1 \|", text, re.MULTILINE) and re.search(r"^\| 2 \| 1 \|", text, re.MULTILINE)
+
+
+def test_restart_benchmark_measures_downtime(tmp_path):
+    _out, text = run_bench("bench_restart.py", tmp_path, "--runs", "1", "--clients", "2", timeout=180)
+    downtime = _ratio(text, "median restart downtime (1 restarts, 2 clients)")
+    assert 0 < downtime < 30
+    assert "processes left after `doit stop_launcher`: none" in text
+
+
+def test_results_file_keeps_one_section_per_benchmark(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(BENCH))
+    results = tmp_path / "R.md"
+    common.report("x", "X", ["first"], results)
+    common.report("y", "Y", ["other"], results)
+    common.report("x", "X", ["second"], results)
+    text = results.read_text()
+    assert text.count("## X") == 1 and "second" in text and "first" not in text and "other" in text
+
+
+@pytest.mark.parametrize("text, size", [("512M", 512 << 20), ("1G", 1 << 30), ("300000", 300000), ("1.5GiB", 3 << 29)])
+def test_sizes_parse(text, size):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import common
+    finally:
+        sys.path.remove(str(BENCH))
+    assert common.parse_size(text) == size

@@ -1,0 +1,207 @@
+"""The fast extraction paths (issue 6) keep filter="data" semantics: same tree as tar, same refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import build_release
+from pvwtasks import extract
+from pvwtasks.errors import InstallError, UnsafeArchive
+
+TOP = "ParaView-6.0.0-MPI-Linux-Python3.11-x86_64"
+
+
+def _snapshot(root: Path) -> dict:
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            rel = str(path.relative_to(root))
+            if stat.S_ISLNK(info.st_mode):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISDIR(info.st_mode):
+                out[rel] = ("dir",)
+            else:
+                out[rel] = ("file", oct(info.st_mode & 0o7777), int(info.st_mtime),
+                            hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+def _tar(path: Path, members: list[tuple]) -> Path:
+    """Write a .tar.gz of (name, kind, extra) members: kind file/dir/sym/hard/chr."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, *rest in members:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1_700_000_000
+            data = None
+            if kind == "file":
+                payload = rest[0] if rest else b"data of " + name.encode()
+                info.size, info.mode = len(payload), rest[1] if len(rest) > 1 else 0o644
+                data = io.BytesIO(payload)
+            elif kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "sym":
+                info.type, info.linkname = tarfile.SYMTYPE, rest[0]
+            elif kind == "hard":
+                info.type, info.linkname = tarfile.LNKTYPE, rest[0]
+            elif kind == "chr":
+                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+            tar.addfile(info, data)
+    return path
+
+
+def _tar_x(archive: Path, dest: Path) -> None:
+    dest.mkdir()
+    subprocess.run(["tar", "xf", str(archive), "-C", str(dest)], check=True)
+
+
+def test_release_extracts_exactly_like_tar(tmp_path):
+    release = build_release(tmp_path, "6.0.0", filler_files=450, filler_bytes=3_000_000)
+    ours, theirs = tmp_path / "ours", tmp_path / "tar"
+    assert extract.extract(release, ours) == [release.name.removesuffix(".tar.gz").replace("6.0.0", "6.0.0")]
+    _tar_x(release, theirs)
+    mine, reference = _snapshot(ours), _snapshot(theirs)
+    assert len(mine) > 450
+    assert any(kind == ("link",) or kind[0] == "link" for kind in mine.values())
+    assert mine == reference
+
+
+def test_stream_extractor_builds_the_same_tree_from_chunks(tmp_path):
+    release = build_release(tmp_path, "6.0.0", filler_files=120, filler_bytes=2_000_000)
+    streamed, reference = tmp_path / "streamed", tmp_path / "file"
+    extractor = extract.StreamExtractor(streamed, release.name)
+    data = release.read_bytes()
+    for start in range(0, len(data), 7_777):  # odd chunk sizes: headers straddle chunks
+        extractor.feed(data[start:start + 7_777])
+    assert extractor.finish() == [f"ParaView-6.0.0-MPI-Linux-Python{build_release.__globals__['demo'].PYTHON_TAG}-x86_64"]
+    extract.extract(release, reference)
+    assert _snapshot(streamed) == _snapshot(reference)
+
+
+def test_missing_folder_entries_are_created(tmp_path):
+    archive = _tar(tmp_path / "a.tar.gz", [(f"{TOP}/deep/er/file.txt", "file"), (f"{TOP}/bin/pvpython", "file")])
+    extract.extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / TOP / "deep" / "er" / "file.txt").read_bytes() == f"data of {TOP}/deep/er/file.txt".encode()
+
+
+@pytest.mark.parametrize("mode, expected", [(0o777, 0o755), (0o666, 0o644), (0o4755, 0o755), (0o000, 0o600),
+                                            (0o640, 0o640), (0o2711, 0o711)])
+def test_modes_follow_the_data_filter(tmp_path, mode, expected):
+    archive = _tar(tmp_path / "a.tar.gz", [(f"{TOP}/x", "file", b"x", mode)])
+    extract.extract(archive, tmp_path / "out")
+    assert stat.S_IMODE((tmp_path / "out" / TOP / "x").stat().st_mode) == expected
+    member = tarfile.TarInfo("x")
+    member.mode = mode
+    assert tarfile.data_filter(member, str(tmp_path)).mode == expected
+
+
+def test_files_under_an_inside_symlink_land_where_tar_puts_them(tmp_path):
+    members = [(f"{TOP}/real", "dir"), (f"{TOP}/alias", "sym", "real"), (f"{TOP}/alias/f", "file"),
+               (f"{TOP}/real/g", "file"), (f"{TOP}/lib.so", "sym", "real/g")]
+    archive = _tar(tmp_path / "a.tar.gz", members)
+    extract.extract(archive, tmp_path / "ours")
+    _tar_x(archive, tmp_path / "tar")
+    assert _snapshot(tmp_path / "ours") == _snapshot(tmp_path / "tar")
+    assert (tmp_path / "ours" / TOP / "real" / "f").is_file()
+
+
+def test_duplicates_and_a_file_replacing_a_symlink_match_tar(tmp_path):
+    members = [(f"{TOP}/dup", "file", b"first"), (f"{TOP}/dup", "file", b"second"),
+               (f"{TOP}/target", "file", b"keep me"), (f"{TOP}/swap", "sym", "target"),
+               (f"{TOP}/swap", "file", b"now a file")]
+    archive = _tar(tmp_path / "a.tar.gz", members)
+    extract.extract(archive, tmp_path / "ours")
+    _tar_x(archive, tmp_path / "tar")
+    assert _snapshot(tmp_path / "ours") == _snapshot(tmp_path / "tar")
+    assert (tmp_path / "ours" / TOP / "target").read_bytes() == b"keep me"
+
+
+def test_hardlink_to_a_file_written_by_a_writer_thread(tmp_path):
+    members = [(f"{TOP}/f{n}", "file") for n in range(50)] + [(f"{TOP}/hard", "hard", f"{TOP}/f49")]
+    archive = _tar(tmp_path / "a.tar.gz", members)
+    extract.extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / TOP / "hard").read_bytes() == f"data of {TOP}/f49".encode()
+    assert (tmp_path / "out" / TOP / "hard").stat().st_ino == (tmp_path / "out" / TOP / "f49").stat().st_ino
+
+
+HOSTILE = {
+    "dotdot": [(f"{TOP}/../escaped.txt", "file")],
+    "absolute": [("/tmp/pvw-fast-abs.txt", "file")],
+    "symlink_out": [(f"{TOP}/lib", "sym", "../../../../../../etc")],
+    "symlink_abs_then_write": [(f"{TOP}/evil", "sym", "/tmp"), (f"{TOP}/evil/pvw-fast-through.txt", "file")],
+    "symlink_chain_out": [(f"{TOP}/a", "dir"), (f"{TOP}/a/up", "sym", ".."), (f"{TOP}/a/up/up2", "sym", "../.."),
+                          (f"{TOP}/a/up/up2/x", "file")],
+    "hardlink_abs": [(f"{TOP}/passwd", "hard", "/etc/passwd")],
+    "hardlink_dotdot": [(f"{TOP}/passwd", "hard", "../../etc/passwd")],
+    "device": [(f"{TOP}/null", "chr")],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_members_are_refused_by_both_paths(tmp_path, kind):
+    members = [(f"{TOP}/bin/pvpython", "file")] + [(f"{TOP}/ok{n}", "file") for n in range(20)] + HOSTILE[kind]
+    archive = _tar(tmp_path / "hostile.tar.gz", members)
+    box = tmp_path / "box"
+    box.mkdir()
+    with pytest.raises(UnsafeArchive):
+        extract.extract(archive, box / "out")
+    streamed = box / "streamed"
+    extractor = extract.StreamExtractor(streamed)
+    extractor.feed(archive.read_bytes())
+    assert extractor.finish() is None
+    assert isinstance(extractor.error, UnsafeArchive)
+    assert not streamed.exists()
+    assert sorted(p.name for p in box.iterdir()) == ["out"]
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not Path("/tmp/pvw-fast-abs.txt").exists()
+    assert not Path("/tmp/pvw-fast-through.txt").exists()
+
+
+def test_truncated_and_corrupt_archives_fail_cleanly(tmp_path):
+    release = build_release(tmp_path, "6.0.0", filler_files=30, filler_bytes=500_000)
+    data = release.read_bytes()
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InstallError, match="corrupt or truncated"):
+        extract.extract(cut, tmp_path / "a")
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(data[:100] + bytes(256) + data[356:])
+    with pytest.raises(InstallError):
+        extract.extract(bad, tmp_path / "b")
+    plain = tmp_path / "plain.tar.gz"
+    plain.write_bytes(b"not an archive at all")
+    with pytest.raises(InstallError, match="not a .tar.gz"):
+        extract.extract(plain, tmp_path / "c")
+
+
+def test_abort_stops_a_stream_extraction_and_removes_its_folder(tmp_path):
+    release = build_release(tmp_path, "6.0.0", filler_files=60, filler_bytes=1_000_000)
+    dest = tmp_path / "partial"
+    extractor = extract.StreamExtractor(dest, depth=2)
+    data = release.read_bytes()
+    extractor.feed(data[: len(data) // 3])
+    extractor.abort()
+    assert not dest.exists()
+
+
+def test_xz_and_concatenated_gzip_members(tmp_path):
+    xz = build_release(tmp_path, "6.0.0", name="r.tar.xz")
+    extract.extract(xz, tmp_path / "xz")
+    assert (tmp_path / "xz").iterdir()
+    # pigz / cat a.gz b.gz: a gzip file of several members is one stream.
+    import gzip
+    raw = gzip.decompress(build_release(tmp_path, "6.0.0", name="r.tar.gz").read_bytes())
+    half = len(raw) // 2
+    multi = tmp_path / "multi.tar.gz"
+    multi.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
+    extract.extract(multi, tmp_path / "multi")
+    assert _snapshot(tmp_path / "multi") == _snapshot(tmp_path / "xz")
