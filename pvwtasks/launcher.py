@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PROXY_MODE = 0o660
 LOG_TAIL_LINES = 12
-LAUNCHER_LINGER = 0.3  # seconds a SIGTERMed launcher may outlive its apps
+LAUNCHER_LINGER = 0.15  # seconds a SIGTERMed launcher may outlive its apps
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
