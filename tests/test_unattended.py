@@ -314,12 +314,12 @@ STAGES = {
     # the new launcher is spawned, before it is health-checked and recorded
     "mid-restart, launcher spawned": ("os.rename", "/logs/launcher.pid ", 1),
 }
-# After the verify step published the archive, doit's own state of that run is lost with the
-# process (the dep file is written at the end of a run), so the rerun redoes verify.
-_VERIFY_RERUN = pytest.mark.xfail(
-    strict=True, reason="pipeline.verify_download is not idempotent: after a kill that follows publishing, "
-                        "download.json still names the .part that verify.publish renamed, and every later "
-                        "`doit update` fails with 'No such file or directory: ...part' until upstream changes")
+# Known bug, outside this module: after a kill that follows the verify step's publishing, the rerun
+# redoes verify (doit's state of the killed run died with it) and download.json still names the .part
+# that verify.publish renamed.  Only that exact symptom is excused; any other failure fails the test.
+_VERIFY_BUG = re.compile(r"ERROR: verify: No such file or directory: \S+\.part$", re.M)
+_VERIFY_BUG_REASON = ("pipeline.verify_download is not idempotent: after a kill -9 that follows publishing, every "
+                      "later `doit update` fails with 'No such file or directory: ...part' until upstream changes")
 
 
 def _killed_at(stage: str, tmp_path: Path, http_server, cleanup: list) -> dict:
@@ -361,17 +361,21 @@ def test_kill_9_leaves_a_whole_version_live(tmp_path, http_server, cleanup, stag
         assert partial == []
 
 
-@pytest.mark.parametrize("stage", [pytest.param(stage, marks=_VERIFY_RERUN) for stage in STAGES])
+@pytest.mark.parametrize("stage", list(STAGES))
 def test_update_after_kill_9_finishes_correctly(tmp_path, http_server, cleanup, stage):
     state = _killed_at(stage, tmp_path, http_server, cleanup)
     root, config = state["root"], state["config"]
+    downloaded = (root / "autodeploy" / "downloads" / "verified.json").read_text().count(_sha(state["new"])) > 0
     gets = len(http_server.gets(state["url"]))
 
     rerun = doit(config, "update")
 
+    if rerun.returncode == 1 and _VERIFY_BUG.search(rerun.output):
+        pytest.xfail(_VERIFY_BUG_REASON)
     assert rerun.returncode == 0, rerun.output
     _assert_fully_updated(root, state["new"], "5.13.1")  # partial extraction discarded, new version live
-    assert len(http_server.gets(state["url"])) == gets  # the verified download was kept, not fetched again
+    if downloaded:
+        assert len(http_server.gets(state["url"])) == gets  # the verified download was kept, not fetched again
     assert (root / "autodeploy" / "versions" / state["old"]["live"]).is_dir()  # kept for rollback
     record = json.loads((root / ".pvwtasks" / "launcher.json").read_text())
     pid = _launcher_pid(root)
