@@ -205,3 +205,28 @@ def test_xz_and_concatenated_gzip_members(tmp_path):
     multi.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))
     extract.extract(multi, tmp_path / "multi")
     assert _snapshot(tmp_path / "multi") == _snapshot(tmp_path / "xz")
+
+
+def test_install_uses_the_tree_unpacked_while_downloading(deployment):
+    from conftest import run_doit
+
+    result = run_doit(deployment["config"], "publish_hash")
+    assert result.returncode == 0, result.output
+    assert "using the tree unpacked while downloading" in result.stderr
+    versions = deployment["root"] / "autodeploy" / "versions"
+    assert not [p.name for p in versions.iterdir() if p.name.startswith(".")]
+    live = deployment["root"] / "autodeploy" / "paraview"
+    reference = deployment["root"].parent / "reference"
+    extract.extract(deployment["release"], reference)
+    assert _snapshot(live / ".") == _snapshot(reference / os.readlink(live).split("/")[-1].rsplit("-", 1)[0])
+
+
+def test_checksum_mismatch_leaves_no_unpacked_tree(deployment):
+    from conftest import run_doit
+
+    config = deployment["config"]
+    config.write_text(config.read_text().replace("[source]\n", f'[source]\nsha256 = "{"0" * 64}"\n'))
+    result = run_doit(config, "publish_hash")
+    assert result.returncode != 0 and "mismatch" in result.stderr
+    versions = deployment["root"] / "autodeploy" / "versions"
+    assert not versions.exists() or not list(versions.iterdir())
