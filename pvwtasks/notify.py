@@ -111,9 +111,7 @@ def _send_smtp(cfg: Notify, message: EmailMessage) -> None:
     except ssl.SSLError as err:
         raise NotifyError(f"{where}: TLS failed: {err.reason or _one_line(err)} (check [notify] security/ca_file)") from None
     except (smtplib.SMTPException, OSError) as err:
-        raise NotifyError(f"{where}: {_os_reason(err)}") from None
-    finally:
-        secret = None  # noqa: F841 - drop the reference early
+        raise NotifyError(f"{where}: {_os_reason(err, cfg.timeout)}") from None
 
 
 def _send_sendmail(cfg: Notify, message: EmailMessage) -> None:
@@ -134,7 +132,7 @@ def _send_sendmail(cfg: Notify, message: EmailMessage) -> None:
         raise NotifyError(f"{binary} exited with status {proc.returncode}" + (f": {said}" if said else ""))
 
 
-def _reply(code, text) -> str:
+def _reply(code: int, text: bytes | str) -> str:
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     return f"{code} {_one_line(str(text))}".strip()
@@ -145,9 +143,9 @@ def _one_line(value) -> str:
     return " ".join(text.split())[:300]
 
 
-def _os_reason(err: Exception) -> str:
-    if isinstance(err, socket.timeout) or isinstance(err, TimeoutError):
-        return "timed out"
+def _os_reason(err: Exception, timeout: float) -> str:
+    if isinstance(err, TimeoutError) or (isinstance(err, smtplib.SMTPServerDisconnected) and "timed out" in str(err)):
+        return f"no answer within {timeout:g} s"
     if isinstance(err, smtplib.SMTPServerDisconnected):
         return f"server closed the connection ({_one_line(err) or 'no reason given'})"
     if isinstance(err, socket.gaierror):
@@ -267,6 +265,7 @@ def success_message(settings: Settings, compare: dict, record: RunRecord) -> Ema
 
 
 def test_message(settings: Settings) -> EmailMessage:
+    """The mail ``doit notify_test`` sends."""
     host = socket.getfqdn()
     body = (
         f"This is a test mail from pvwtasks on {host} at {_when()}.\n\n"

@@ -326,3 +326,16 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
 ])
 def test_runs_update_reads_doits_command_line(argv, expected):
     assert runs_update(argv) is expected
+
+
+def test_notify_test_silent_server_times_out_with_one_line(tmp_path):
+    with socket.socket() as silent:  # accepts connections (backlog) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                              extra=notify_toml(port, timeout=1))
+        run = doit(config, "notify_test")
+
+    assert run.returncode == 1
+    assert run.error_lines() == [f"ERROR: notify_test: SMTP server 127.0.0.1:{port}: no answer within 1 s"]
