@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 import requests
 
-from . import install, render
+from . import install, pipeline, render
 from .config import Settings, current_user
 from .errors import LauncherError, PvwError
 from .fsutil import atomic_write_text, read_json, remove_quietly, write_json
@@ -922,22 +922,20 @@ def ensure_running(settings: Settings) -> dict:
 def _rollback(settings: Settings, bad: install.Release, good: install.Release, error: str,
               started: float) -> LauncherError:
     """Mark ``bad`` failed, make ``good`` live again, restart; return the error that fails the run."""
-    from . import pipeline  # the update steps; imported here to keep launcher importable on its own
-
     layout = settings.layout
     log.error("%s failed its health check; rolling back to %s", bad.name, good.name)
     install.mark_failed(layout, bad.name, error)
     install.switch_live(layout, good)
-    render.render_file(settings, "launcher")
-    render.render_file(settings, "start")
-    pipeline.publish_hash(settings)
     try:
-        render.render_file(settings, "index")
-    except PvwError as err:
-        log.warning("landing page not re-rendered after rollback: %s", err)
-    try:
+        render.render_file(settings, "launcher")
+        render.render_file(settings, "start")
+        pipeline.publish_hash(settings)
+        try:
+            render.render_file(settings, "index")
+        except PvwError as err:
+            log.warning("landing page not re-rendered after rollback: %s", err)
         restart(settings)
-    except LauncherError as again:
+    except PvwError as again:
         return LauncherError(
             f"{bad.version} ({bad.name}) failed its health check and the rollback to {good.version} "
             f"({good.name}) failed too: {again}; first failure: {error}")

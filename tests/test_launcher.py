@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import grp
 import json
 import os
@@ -364,6 +365,16 @@ def test_start_failure_names_port_and_quotes_launcher_log(dep):
     assert not processes_under(dep["root"])
 
 
+def test_start_times_out_clearly_and_leaves_nothing(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    launcher.stop(settings)
+    impatient = dataclasses.replace(settings, launcher=dataclasses.replace(settings.launcher, start_timeout=0.01))
+    with pytest.raises(launcher.LauncherError, match=rf"did not answer on port {settings.launcher.port} within"):
+        launcher.start(impatient)
+    assert_nothing_left(dep)
+
+
 def test_two_deployments_stopping_one_leaves_the_other(dep, tmp_path):
     other = make_deployment(tmp_path / "b", dep["server"].url(dep["release"].name), launcher_timeout=5)
     try:
@@ -384,6 +395,12 @@ def test_two_deployments_stopping_one_leaves_the_other(dep, tmp_path):
         assert b_session["id"] in proxy_text(b)
         assert open_session(b)["sessionURL"]
         assert launcher.running_as_deployed(b)
+
+        # A pidfile naming the other deployment's launcher is not trusted.
+        a.layout.pid_file.write_text(f"{b_pid}\n")
+        assert launcher.find_launcher(a) is None
+        launcher.stop(a)
+        assert all(p.is_running() for p in b_procs)
 
         # And SIGKILL + stop of one still leaves the other alone.
         deploy(dep)
