@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release, stop_deployment_processes, write_config
-from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_cmd, doit_killed_at, live_name,
-                                notify_toml, output_of, start_doit, tree_snapshot, wait_until)
+from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_cmd, doit_killed_at, doit_without,
+                                live_name, notify_toml, output_of, start_doit, tree_snapshot, wait_until)
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} pvwtasks\[(\d+)\] (.*)$")
 TASK_LINE = re.compile(r"^(\.  |-- )(\S+)$")
@@ -255,7 +255,7 @@ def test_concurrent_updates_leave_one_winner_and_a_sound_dep_file(tmp_path, slow
     release = _big_release(slow_server.root, "5.13.0")
     config = _config(tmp_path, slow_server.url(release.name), cleanup)
     root = tmp_path / "root"
-    slow_server.delay = 0.01
+    slow_server.delay = 0.05  # ~4 s of download: all three are up before the first one finishes
     procs = [start_doit(config, "update", log_dir=tmp_path) for _ in range(3)]
     codes = [proc.wait(180) for proc in procs]
 
@@ -525,6 +525,22 @@ def test_missing_root_parent_on_a_read_only_filesystem(tmp_path, mail, mounts, c
                                                f"{readonly}/root/.pvwtasks: Read-only file system"]
     (received,) = mail.wait_for(1)
     assert "Read-only file system" in received.body
+
+
+@pytest.mark.parametrize("program", ["apache2", "logrotate"])
+def test_missing_program_gives_one_line_nonzero_and_a_failure_mail(tmp_path, http_server, mail, cleanup, program):
+    release = build_release(http_server.root)
+    config = _config(tmp_path, http_server.url(release.name), cleanup, notify=notify_toml(mail.port))
+
+    run = doit_without(config, [program], tmp_path / "hide", "update")
+
+    assert run.returncode != 0, run.output
+    (line,) = run.error_lines()
+    assert program in line and "not found" in line.lower(), line
+    assert "Traceback" not in run.output
+    (received,) = mail.wait_for(1)
+    assert "FAILED" in received.subject
+    assert f"{program} not found" in received.body.lower()
 
 
 # -- exit codes ---------------------------------------------------------------------------

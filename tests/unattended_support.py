@@ -13,6 +13,25 @@ import os
 import signal
 import sys
 
+if __name__ == "__main__" and sys.argv[1:2] == ["hide"]:
+    # Run inside `unshare --mount --propagation private`: cover /usr/sbin with a tmpfs of links to
+    # the real programs, leaving out the hidden ones, so only this process tree sees them missing.
+    import subprocess as _sp
+
+    _hidden, _scratch = set(sys.argv[2].split(",")), sys.argv[3]
+    _args = sys.argv[sys.argv.index("--") + 1:]
+    _real = os.path.join(_scratch, "real-sbin")
+    os.makedirs(_real, exist_ok=True)
+    _sp.run(["mount", "--bind", "/usr/sbin", _real], check=True)
+    _sp.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/usr/sbin"], check=True)
+    for _name in os.listdir(_real):
+        if _name not in _hidden:
+            os.symlink(os.path.join(_real, _name), os.path.join("/usr/sbin", _name))
+    sys.argv = ["doit", *_args]
+    from doit.doit_cmd import DoitMain
+
+    sys.exit(DoitMain().run(_args))
+
 if __name__ == "__main__" and sys.argv[1:2] == ["kill-at"]:  # keep the script path free of test imports
     _event, _needle, _count = sys.argv[2], sys.argv[3], int(sys.argv[4])
     _args = sys.argv[sys.argv.index("--") + 1:]
@@ -303,6 +322,24 @@ def doit_killed_at(config: Path, event: str, needle: str, count: int = 1, *args:
            "-f", str(DODO), *(args or ("update",)), f"config={config}"]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=config.parent)
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def doit_without(config: Path, programs: list[str], scratch: Path, *args: str, env: dict | None = None,
+                  timeout: float = 180) -> Run:
+    """Run ``doit ARGS`` in a private mount namespace where ``programs`` are missing from /usr/sbin."""
+    import pytest
+
+    unshare = "/usr/bin/unshare"
+    if not os.access(unshare, os.X_OK):
+        pytest.skip("unshare(1) is needed to hide a program from one process tree only")
+    scratch.mkdir(parents=True, exist_ok=True)
+    cmd = [unshare, "--mount", "--propagation", "private", sys.executable, str(Path(__file__).resolve()), "hide",
+           ",".join(programs), str(scratch), "--", "-f", str(DODO), *args, f"config={config}"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=config.parent)
+    if proc.returncode != 0 and "unshare failed" in proc.stderr:
+        pytest.skip(f"cannot make a private mount namespace: {proc.stderr.strip()}")
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
