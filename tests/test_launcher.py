@@ -11,7 +11,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -505,39 +504,6 @@ def test_broken_first_release_fails_without_rollback_target(tmp_path, http_serve
         assert "the last update failed" in status.stderr and "last update  failed" in status.stdout
     finally:
         stop_deployment_processes(d["root"])
-
-
-# --------------------------------------------------------------------------
-# doit status
-# --------------------------------------------------------------------------
-
-
-def test_status_shows_state_and_fails_when_launcher_down(dep):
-    deploy(dep)
-    settings = dep["settings"]
-    session = open_session(settings)
-    text = run_doit(dep["config"], "status")
-    assert text.returncode == 0, text.output
-    assert "5.13.0" in text.stdout and f"PID {pidfile_pid(settings)}" in text.stdout
-    assert "1 active" in text.stdout and "last update  ok" in text.stdout
-
-    as_json = run_doit(dep["config"], "status", "--json")
-    assert as_json.returncode == 0, as_json.output
-    data = json.loads(as_json.stdout[as_json.stdout.index("{"):])
-    assert data["live"]["version"] == "5.13.0" and len(data["live"]["sha256"]) == 64
-    assert data["launcher"]["pid"] == pidfile_pid(settings) and data["launcher"]["answering"]
-    assert [s["id"] for s in data["sessions"] if s["alive"]] == [session["id"]]
-    assert data["last_update"]["result"] == "ok" and data["disk"]["total_bytes"] > 0
-
-    plain = subprocess.run([sys.executable, "-m", "pvwtasks.status", "--json", str(dep["config"])],
-                           capture_output=True, text=True, timeout=60)
-    assert plain.returncode == 0 and json.loads(plain.stdout)["launcher"]["running"] is True
-
-    launcher.stop(settings)
-    down = run_doit(dep["config"], "status", "--json")
-    assert down.returncode != 0
-    assert json.loads(down.stdout[down.stdout.index("{"):])["launcher"]["running"] is False
-    assert "launcher is not running" in down.stderr
 
 
 # --------------------------------------------------------------------------
