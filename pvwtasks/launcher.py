@@ -139,10 +139,16 @@ def _user_exists(user: str) -> bool:
 
 
 def _run_admin(cmd: list[str]) -> None:
+    """Run groupadd/usermod; a group another run just created is fine, a locked /etc/group is retried."""
     log.info("running %s", " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise LauncherError(f"{' '.join(cmd)} failed (status {done.returncode}): {done.stderr.strip()}")
+    for attempt in range(10):
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode == 0 or (cmd[0] == "groupadd" and done.returncode == 9):  # 9: the group exists
+            return
+        if done.returncode != 10:  # 10: cannot lock or update /etc/group (another run holds it)
+            break
+        time.sleep(0.1 * (attempt + 1))
+    raise LauncherError(f"{' '.join(cmd)} failed (status {done.returncode}): {done.stderr.strip()}")
 
 
 def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
