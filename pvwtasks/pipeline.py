@@ -118,6 +118,11 @@ def verify_download(settings: Settings) -> dict:
     if not data:
         raise DownloadError(f"{download_record(layout)} missing; run the download step first")
     fetched = fetch.Fetched(**data)
+    published = read_json(verified_record(layout))
+    if (not Path(fetched.path).exists() and published and published.get("sha256") == fetched.sha256
+            and Path(published["path"]).is_file()):
+        # Published by a run killed before doit saved its state: check the published file.
+        fetched = fetch.Fetched(**{**data, "path": published["path"]})
     expected = expected_digest(source, fetched.filename)
     if expected is not None and not getattr(fetched, expected.algorithm):
         fetched = _with_digest(fetched, expected.algorithm)  # downloaded before a manifest was configured

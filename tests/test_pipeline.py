@@ -336,3 +336,19 @@ def test_docs_and_data_archives_are_extracted_beside_the_release(tmp_path, http_
     assert ".  extras:docs" in third.stdout and "-- extras:data" in third.stdout
     assert (autodeploy / "docs" / "ParaViewWeb-docs" / "index.html").read_bytes() == b"<h1>new docs</h1>"
     assert len(list(autodeploy.glob("docs-*"))) == 1
+
+
+def test_rerun_after_losing_doit_state_post_publish_succeeds(deployment):
+    """kill -9 after verify published the archive, before doit saved its state: every step reruns."""
+    root, config = deployment["root"], deployment["config"]
+    assert run_doit(config, INSTALL).returncode == 0
+    record_path = root / "autodeploy" / "downloads" / "download.json"
+    record = json.loads(record_path.read_text())
+    record["path"] = str(root / "autodeploy" / "downloads" / f"{record['filename']}.part")
+    record_path.write_text(json.dumps(record))
+    (root / ".pvwtasks" / "doit-deps.sqlite3").unlink()
+
+    result = run_doit(config, INSTALL)
+    assert result.returncode == 0, result.output
+    assert ran(result, "verify") and ran(result, "install")
+    assert (root / "autodeploy" / "downloads" / record["filename"]).is_file()
