@@ -11,6 +11,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -316,6 +317,37 @@ def test_stop_after_sigkill_ends_orphaned_apps(dep):
     done = run_doit(dep["config"], "stop_launcher")
     assert done.returncode == 0, done.output
     assert_nothing_left(dep)
+
+
+def test_stop_sigkills_an_app_that_ignores_sigterm_after_the_grace(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    first, _last = settings.launcher.port_range
+    tree = settings.layout.versions / install.live_name(settings.layout)
+    stubborn = tree / "stubborn_app.py"
+    stubborn.write_text(
+        "import signal, socket, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); print('ready', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    app = subprocess.Popen([sys.executable, str(stubborn), str(first)], stdout=subprocess.PIPE,
+                           start_new_session=True)
+    try:
+        assert app.stdout.readline().strip() == b"ready"
+        quick = dataclasses.replace(settings, launcher=dataclasses.replace(settings.launcher, stop_grace=0.5))
+        started = time.monotonic()
+        result = launcher.stop(quick)
+        assert result["killed"] == 1 and result["ended"] == 2  # the launcher (SIGTERM) and the app (SIGKILL)
+        assert time.monotonic() - started < 5
+        app.wait(5)  # (launcher.stop already reaped it: a zombie child counts as ended)
+        assert gone(app.pid)
+        assert_nothing_left(dep)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
 
 
 def test_start_after_sigkill_clears_orphans_and_stale_lines(dep):
