@@ -825,9 +825,11 @@ def _end_session(settings: Settings, url: str, session_id: str | None, apps: lis
         if not deleted:
             log.warning("health check: DELETE %s%s refused (is WSLINK_LAUNCHER_DELETE=1 exported by start.sh?); "
                         "ending the session's app directly", url, session_id)
-    alive = _wait_gone(apps, settings.launcher.stop_grace)
-    if alive:
+    if deleted:  # the launcher SIGTERMs the app; give it the grace to go, then insist
+        alive = _wait_gone(apps, settings.launcher.stop_grace)
         _end_processes(alive, 1.0)
+    else:
+        _end_processes([p for p in apps if _alive(p)], settings.launcher.stop_grace)
     if session_id:
         if not deleted:
             _drop_proxy_line(settings, session_id)

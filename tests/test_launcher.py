@@ -442,6 +442,19 @@ def test_two_deployments_stopping_one_leaves_the_other(dep, tmp_path):
         stop_deployment_processes(other["root"])
 
 
+def test_health_check_ends_its_session_even_without_launcher_delete(dep, caplog):
+    deploy(dep)
+    settings = dep["settings"]
+    start_sh = settings.layout.bin / "start.sh"
+    start_sh.write_text(start_sh.read_text().replace("export WSLINK_LAUNCHER_DELETE=1", "unset WSLINK_LAUNCHER_DELETE"))
+    launcher.restart(settings)
+    assert "DELETE" in caplog.text and "refused" in caplog.text
+    pid = pidfile_pid(settings)
+    assert [c for c in psutil.Process(pid).children() if c.status() != psutil.STATUS_ZOMBIE] == []
+    assert proxy_text(settings) == ""
+    assert [p.pid for p in processes_under(dep["root"])] == [pid]
+
+
 # --------------------------------------------------------------------------
 # doit update: restart only when needed
 # --------------------------------------------------------------------------
