@@ -344,7 +344,13 @@ def find_launcher(settings: Settings) -> psutil.Process | None:
 
 
 def _tree_prefixes(settings: Settings) -> list[str]:
-    """Path prefixes whose presence in an interpreter's command line marks this deployment's apps."""
+    """Path prefixes whose presence in an interpreter's command line marks this deployment's apps.
+
+    The release trees under ``ROOT/autodeploy`` (by their real and their
+    symlinked paths) and launch.json's ``python_path``, but only when that
+    lies inside ROOT: a shared system path would also match other
+    deployments' apps.
+    """
     layout = settings.layout
     prefixes = {str(layout.autodeploy) + "/"}
     for path in (layout.autodeploy, layout.versions, layout.live_link):
@@ -353,10 +359,10 @@ def _tree_prefixes(settings: Settings) -> list[str]:
         except OSError:
             pass
     config = read_json(_launch_json(settings)) or {}
-    for key in ("python_path", "python_exec"):
-        value = (config.get("properties") or {}).get(key)
-        if isinstance(value, str) and value.startswith("/"):
-            prefixes.add(value.rstrip("/") + ("/" if key == "python_path" else ""))
+    python_path = (config.get("properties") or {}).get("python_path")
+    root = str(layout.root.resolve()) + "/"
+    if isinstance(python_path, str) and python_path.startswith(root):
+        prefixes.add(python_path.rstrip("/") + "/")
     return sorted(prefixes)
 
 
