@@ -515,10 +515,12 @@ def test_broken_release_is_rolled_back_and_not_retried(dep, broken, symptom):
     started = time.monotonic()
     done = run_doit(dep["config"], "update")
     rollback_seconds = time.monotonic() - started
-    print(f"\nrollback from a '{broken}' release: doit update took {rollback_seconds:.1f} s")
     assert done.returncode != 0, done.output
     bad = next(r.name for r in install.releases(settings.layout) if r.version == "5.14.0")
     error = next(line for line in done.stderr.splitlines() if line.startswith("ERROR: launcher:"))
+    within = error.split(" in ", 1)[1].split(",", 1)[0] if " in " in error else "?"
+    print(f"\nrollback from a '{broken}' release: doit update {rollback_seconds:.1f} s, "
+          f"failed check + rollback {within} (launcher timeout 5 s)")
     assert bad in error and good in error and "5.14.0" in error and "5.13.0" in error
     assert symptom in error  # the tail of the failing session's log
     # The previous version is live and healthy again; the bad one stays on disk, marked failed.
