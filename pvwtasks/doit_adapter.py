@@ -211,7 +211,8 @@ def make_reporter(settings: config.Settings) -> type:
                 RUN.ran.append(task.name)
                 if self.logging:
                     update_log.write(f"run {task.name}")
-            super().execute_task(task)
+            if task.name not in READ_ONLY_TASKS:  # `doit status --json` must print only JSON
+                super().execute_task(task)
 
         def skip_uptodate(self, task):
             if not task.name.startswith("_"):
