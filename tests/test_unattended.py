@@ -240,6 +240,8 @@ def test_second_update_exits_at_once_naming_the_pid_holding_the_lock(tmp_path, s
         (line,) = second.error_lines()
         assert line.startswith(f"ERROR: lock: another pvwtasks run holds {root}/.pvwtasks/update.lock (PID {first.pid} ")
         assert first.poll() is None  # the first run goes on
+        for _ in range(3):  # read-only tasks take no lock and share the dep file meanwhile
+            assert doit(config, "status", timeout=60).returncode in (0, 1)
     finally:
         slow_server.slow.clear()
         assert first.wait(120) == 0, output_of(first)
@@ -249,6 +251,8 @@ def test_second_update_exits_at_once_naming_the_pid_holding_the_lock(tmp_path, s
     runs = _runs(root)
     refused = next(r for r in runs if any(m.startswith("failed lock") for m in r))
     assert refused[-1].startswith("end: failed")
+    _assert_dep_file_sound(root)
+    assert {"-- download", "-- verify", "-- install"} <= set(doit(config, "update").stdout.splitlines())
 
 
 def test_concurrent_updates_leave_one_winner_and_a_sound_dep_file(tmp_path, slow_server, cleanup):
