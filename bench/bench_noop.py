@@ -86,11 +86,15 @@ def deploy_versions(work: Path, server: common.LoopbackServer, count: int, keep:
     return config, root
 
 
-def measure_noop(config: Path, runs: int) -> tuple[Side, Side, str]:
-    """Alternate no-op ``doit update`` and ``doit list``; return both sides and the last update's output."""
+def measure_noop(config: Path, runs: int, server: common.LoopbackServer | None = None) -> tuple[Side, Side, str]:
+    """Alternate no-op ``doit update`` and ``doit list``; return both sides and the last update's output.
+
+    With ``server``, ``update.requests`` is set to the requests it got per update run.
+    """
     update, listing = Side("`doit update` (no-op)"), Side("`doit list`")
     common.doit(config, "update")  # settle: the first rerun may still finish work (e.g. a render)
     common.doit(config, "list")
+    seen = len(server.requests) if server else 0
     last = ""
     for number in range(runs):
         for side in ((listing, update) if number % 2 else (update, listing)):
@@ -98,6 +102,10 @@ def measure_noop(config: Path, runs: int) -> tuple[Side, Side, str]:
             side.samples.append(sample)
             if side is update:
                 last = sample.output
+    if server:
+        asked = server.requests[seen:]
+        update.requests = sorted({f"{method} {path.split('?')[0].rsplit('/', 1)[-1]}" for method, path in asked})
+        update.requests_per_run = len(asked) / runs
     return update, listing, last
 
 
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         config, root = deploy_versions(args.work, server, 1, keep=2)
         try:
             running_before = launcher_running(root)
-            update, listing, last = measure_noop(config, args.runs)
+            update, listing, last = measure_noop(config, args.runs, server)
             running_after = launcher_running(root)
             check_noop(last)
         finally:
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
              common.verdict("wall time, no-op update / doit list", ratio, 1.5),
              f"- launcher running during the runs: {'yes' if running_before and running_after else 'no'}"
              f"{' (stopped by PID afterwards: ' + ', '.join(map(str, stopped)) + ')' if stopped else ''}",
+             f"- requests to the loopback release server per no-op update: {update.requests_per_run:.1f} "
+             f"({', '.join(update.requests)})",
              "", "Tasks of the last no-op update (`--` = up to date, `.` = ran):", "", "```",
              *[line for line in last.splitlines() if line.startswith(("-- ", ".  "))], "```"]
     common.report("noop", "1. No-op rerun: `doit update` vs `doit list`", lines, args.results)

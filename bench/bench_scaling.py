@@ -39,27 +39,24 @@ def main(argv: list[str] | None = None) -> int:
     common.rmtree(args.work)
 
     sizes = [common.parse_size(s) for s in args.sizes.split(",")]
-    fetched = []
-    for size in sizes:
-        files = max(10, round(size / (1 << 30) * args.files_per_gib))
-        fetched.append(bench_fetch.bench_size(size, files, args.runs, args.work / "fetch", baseline=False))
-    common.rmtree(args.work / "fetch" / "served")
-    lines = ["### Fetch + verify + install (pvwtasks `doit install`, clean root)", "",
+    fetched = _install_times(sizes, args.files_per_gib, args.runs, args.work / "fetch")
+    common.rmtree(args.work / "fetch")
+    lines = ["### Fetch + verify + install (pvwtasks `doit install`, clean root; sizes interleaved run by run)", "",
              "| unpacked | files | .tar.gz | runs | median wall s | s per GiB | median user s | peak RSS MiB |",
              "|---|---|---|---|---|---|---|---|"]
-    per_gib = []
     for res in fetched:
         pvw = res["pvw"]
-        rate = pvw.med("wall") / (res["size"] / (1 << 30))
-        per_gib.append(rate)
         lines.append(f"| {common.human(res['size'])} | {res['files']} | {common.human(res['compressed'])} | "
-                     f"{len(pvw.samples)} | {pvw.med('wall'):.2f} | {rate:.2f} | {pvw.med('user'):.2f} | "
-                     f"{pvw.peak_rss():.0f} |")
-    growth = fetched[-1]["pvw"].med("wall") / fetched[0]["pvw"].med("wall")
-    size_growth = fetched[-1]["size"] / fetched[0]["size"]
-    lines += ["", f"- size x{size_growth:.1f} -> wall time x{growth:.2f} (linear = x{size_growth:.1f}); "
-              f"s/GiB from {min(per_gib):.2f} to {max(per_gib):.2f} "
-              f"({'linear or better' if growth <= size_growth * 1.15 else 'NOT linear'})",
+                     f"{len(pvw.samples)} | {pvw.med('wall'):.2f} | {pvw.med('wall') / (res['size'] / (1 << 30)):.2f} | "
+                     f"{pvw.med('user'):.2f} | {pvw.peak_rss():.0f} |")
+    xs = [r["size"] / (1 << 30) for r in fetched]
+    ys = [r["pvw"].med("wall") for r in fetched]
+    slope, intercept, r2 = _fit(xs, ys)
+    worst = max(abs(y - (intercept + slope * x)) / y for x, y in zip(xs, ys))
+    lines += ["", f"- least-squares fit: wall = {intercept:.2f} s + {slope:.2f} s/GiB x size; R^2 = {r2:.3f}, "
+              f"largest deviation from the fit {worst * 100:.0f}% "
+              f"({'linear' if r2 >= 0.98 else 'NOT clearly linear: see the noise note in README'})",
+              f"- size x{xs[-1] / xs[0]:.1f} -> wall time x{ys[-1] / ys[0]:.2f}",
               f"- peak RSS from {min(r['pvw'].peak_rss() for r in fetched):.0f} to "
               f"{max(r['pvw'].peak_rss() for r in fetched):.0f} MiB across sizes", ""]
 
@@ -76,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 config, root = _deploy_more(work, server, deployed, count, keep=max(counts))
                 deployed = count
                 kept = len([p for p in (root / "autodeploy" / "versions").iterdir() if p.is_dir()])
-                update, listing, last = bench_noop.measure_noop(config, args.noop_runs)
+                update, listing, last = bench_noop.measure_noop(config, args.noop_runs, server)
                 bench_noop.check_noop(last)
                 rows.append((count, kept, update, listing))
                 common.progress(f"  {kept} kept: update {update.med('wall'):.3f} s, list {listing.med('wall'):.3f} s")
@@ -94,6 +91,58 @@ def main(argv: list[str] | None = None) -> int:
     common.report("scaling", "4. Scaling", lines, args.results)
     common.rmtree(args.work)
     return 0
+
+
+def _install_times(sizes: list[int], files_per_gib: int, runs: int, work: Path) -> list[dict]:
+    """Median ``doit install`` (clean root) per size; sizes take turns, so load drift hits all alike."""
+    import hashlib
+    import os
+
+    from common import Side
+
+    served = work / "served"
+    cases = []
+    for size in sizes:
+        files = max(10, round(size / (1 << 30) * files_per_gib))
+        release = common.build_release(served, size=size, files=files, name=f"bench-{size}-{files}.tar.gz")
+        digest = hashlib.sha256()
+        with release.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        cases.append({"size": size, "files": files, "release": release, "sha": digest.hexdigest(),
+                      "compressed": release.stat().st_size, "pvw": Side(f"pvwtasks {common.human(size)}")})
+    root = work / "root"
+    with common.LoopbackServer(served) as server:
+        for case in cases:
+            url = server.url(case["release"].name)
+            case["config"] = common.write_config(work / f"pvw-{case['size']}.toml", url, root)
+            text = case["config"].read_text().replace(f'url = "{url}"', f'url = "{url}"\nsha256 = "{case["sha"]}"')
+            case["config"].write_text(text)
+        for number in range(runs):
+            order = cases[number % len(cases):] + cases[:number % len(cases)]
+            for case in order:
+                common.rmtree(root)
+                os.sync()
+                sample = common.doit(case["config"], "install")
+                if not (root / "autodeploy" / "paraview" / "bin" / "pvpython").is_file():
+                    raise RuntimeError(f"pvwtasks did not install the release:\n{sample.output}")
+                case["pvw"].samples.append(sample)
+                common.progress(f"  run {number + 1}/{runs} {common.human(case['size'])}: wall {sample.wall:.2f} s, "
+                                f"user {sample.user:.2f} s, sys {sample.sys:.2f} s, RSS {sample.maxrss_mb:.0f} MiB")
+    common.rmtree(root)
+    return cases
+
+
+def _fit(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """Least squares y = a + b x: (b, a, R^2)."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    intercept = my - slope * mx
+    ss_res = sum((y - intercept - slope * x) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys) or 1e-12
+    return slope, intercept, 1 - ss_res / ss_tot
 
 
 def _deploy_more(work: Path, server: common.LoopbackServer, have: int, want: int, keep: int) -> tuple[Path, Path]:

@@ -281,6 +281,8 @@ def median(values: list[float]) -> float:
 class Side:
     name: str
     samples: list[Sample] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    requests_per_run: float = 0.0
 
     def med(self, attr: str) -> float:
         return median([getattr(s, attr) for s in self.samples])

@@ -81,3 +81,25 @@ def test_sizes_parse(text, size):
     finally:
         sys.path.remove(str(BENCH))
     assert common.parse_size(text) == size
+
+
+def test_summary_collects_every_verdict_at_the_top(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import common
+        import run_all
+    finally:
+        sys.path.remove(str(BENCH))
+    results = tmp_path / "R.md"
+    common.report("fetch", "2. Fetch", ["### 1 GiB", "", common.verdict("wall", 0.8, 1.0),
+                                        common.verdict("user CPU", 0.7, 0.6)], results)
+    common.report("noop", "1. No-op", [common.verdict("ratio", 1.1, 1.5)], results)
+    run_all.write_summary(results)
+    run_all.write_summary(results)  # idempotent
+    text = results.read_text()
+    assert text.count("## Summary") == 1
+    assert text.index("## Summary") < text.index("<!-- bench:fetch -->")
+    summary = text[text.index("## Summary"):text.index("<!-- /bench:summary -->")]
+    assert "**0.80x** (target <= 1.00x): met (1 GiB)" in summary
+    assert "**0.70x** (target <= 0.60x): NOT met" in summary
+    assert "restart: not run yet" in summary
