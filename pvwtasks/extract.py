@@ -51,7 +51,7 @@ COPY_CHUNK = 1 << 20
 READ_CHUNK = 1 << 20  # compressed bytes read from disk at a time
 INFLATE_MAX = 1 << 20  # decompressed bytes produced per step (bounds memory even for gzip bombs)
 ASYNC_MAX_FILE = 4 << 20  # bigger files are written by the parsing thread itself
-WRITE_BUDGET = 16 << 20  # bytes queued for the writer threads at most
+WRITE_BUDGET = 32 << 20  # bytes queued for the writer threads at most (about two folders of ParaView files)
 _JOB_COST = 1024  # bookkeeping per queued file, so many empty files stay bounded too
 # Files of one folder always go to the same writer: creations in one folder serialize on
 # its lock in the kernel, and threads fighting for it burned more sys time than they saved.
