@@ -230,3 +230,20 @@ def test_checksum_mismatch_leaves_no_unpacked_tree(deployment):
     assert result.returncode != 0 and "mismatch" in result.stderr
     versions = deployment["root"] / "autodeploy" / "versions"
     assert not versions.exists() or not list(versions.iterdir())
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_long_names_and_big_files_match_tar(tmp_path, fmt):
+    long_dir = f"{TOP}/" + "/".join(["a-rather-long-folder-name-" + str(n) for n in range(6)])
+    big = os.urandom(extract.ASYNC_MAX_FILE + 123_457)  # written by the parsing thread, in chunks
+    archive = tmp_path / "long.tar.gz"
+    with tarfile.open(archive, "w:gz", format=fmt) as tar:
+        for name, data in ((f"{long_dir}/{'x' * 120}.txt", b"long name"), (f"{TOP}/big.bin", big),
+                           (f"{long_dir}/after-big", b"still aligned")):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(data), 1_700_000_000, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    extract.extract(archive, tmp_path / "ours")
+    _tar_x(archive, tmp_path / "tar")
+    assert _snapshot(tmp_path / "ours") == _snapshot(tmp_path / "tar")
+    assert (tmp_path / "ours" / TOP / "big.bin").read_bytes() == big
