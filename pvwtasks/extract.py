@@ -106,7 +106,8 @@ def extract(archive: Path, dest: Path) -> list[str]:
     """Extract ``archive`` into the empty folder ``dest``; return the top-level names.
 
     Raises UnsafeArchive on the first hostile member and InstallError on a
-    corrupt archive; the caller discards ``dest`` then.
+    corrupt archive; the caller discards ``dest`` then.  This thread reads
+    and inflates; another parses and writes.
     """
     try:
         source = archive.open("rb")
@@ -117,14 +118,25 @@ def extract(archive: Path, dest: Path) -> list[str]:
         source.seek(0)
         if magic[:2] != _GZIP_MAGIC and magic != _XZ_MAGIC:
             raise InstallError(f"{archive.name}: not a .tar.gz or .tar.xz archive")
-        return _extract_chunks(iter(lambda: source.read(READ_CHUNK), b""), dest, archive.name)
+        unpacker = _Unpacker(dest, archive.name)
+        try:
+            while not unpacker.finished() and (chunk := source.read(READ_CHUNK)):
+                unpacker.feed(chunk)
+        except OSError as err:
+            unpacker.stop()
+            raise InstallError(f"cannot extract {archive.name}: {err.strerror}") from None
+        finally:
+            unpacker.close()
+    if unpacker.error is not None:
+        raise unpacker.error
+    return unpacker.tops or []
 
 
-def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str, stop: threading.Event | None = None) -> list[str]:
-    """Extract the compressed tar whose bytes ``chunks`` yields into ``dest`` (see :func:`extract`)."""
+def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str) -> list[str]:
+    """Extract the tar whose decompressed bytes ``chunks`` yields into ``dest`` (see :func:`extract`)."""
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        reader = _ForwardReader(_inflate(chunks, stop))
+        reader = _ForwardReader(iter(chunks))
         with _Extraction(dest) as extraction, tarfile.open(fileobj=reader, mode="r:") as tar:
             while (member := tar.next()) is not None:
                 extraction.add(tar, reader, member)
@@ -140,73 +152,152 @@ class _Stopped(Exception):
     """The producer of a streamed archive went away."""
 
 
-def _inflate(chunks: Iterable[bytes], stop: threading.Event | None = None) -> Iterator[bytes]:
-    """Decompress gzip (any number of members) or xz chunks into chunks of at most INFLATE_MAX bytes."""
-    source = iter(chunks)
-    first = b""
-    for chunk in source:
-        first += chunk
-        if len(first) >= 6:
-            break
-    if first[:2] == _GZIP_MAGIC:
-        yield from _inflate_gzip(first, source, stop)
-    elif first[:6] == _XZ_MAGIC:
-        yield from _inflate_xz(first, source, stop)
-    else:
-        raise InstallError("not a .tar.gz or .tar.xz archive")
+class _Inflater:
+    """Push-style decompression of gzip (any number of members) or xz, in steps of at most INFLATE_MAX bytes."""
 
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._head = b""
+        self._kind = ""
+        self._inflater = None
 
-def _inflate_gzip(first: bytes, source: Iterator[bytes], stop: threading.Event | None) -> Iterator[bytes]:
-    inflater = _zlib.decompressobj(31)
-    pending = first
-    while True:
-        if stop is not None and stop.is_set():
-            raise _Stopped()
-        if not pending:
-            pending = next(source, b"")
-            if not pending:
+    def _new(self):
+        return _zlib.decompressobj(31) if self._kind == "gz" else lzma.LZMADecompressor()
+
+    def push(self, data: bytes) -> Iterator[bytes]:
+        """Yield the decompressed bytes ``data`` completes (raises on corrupt input)."""
+        if not self._kind:
+            self._head += data
+            if len(self._head) < 6:
+                return
+            data, self._head = self._head, b""
+            if data[:2] == _GZIP_MAGIC:
+                self._kind = "gz"
+            elif data[:6] == _XZ_MAGIC:
+                self._kind = "xz"
+            else:
+                raise InstallError(f"{self.label}: not a .tar.gz or .tar.xz archive")
+            self._inflater = self._new()
+        yield from (self._push_gz(data) if self._kind == "gz" else self._push_xz(data))
+
+    def _push_gz(self, pending: bytes) -> Iterator[bytes]:
+        while pending:
+            if self._inflater.eof:  # a gzip member ended; another follows (pigz, concatenated files)
+                self._inflater = self._new()
+            out = self._inflater.decompress(pending, INFLATE_MAX)
+            pending = self._inflater.unconsumed_tail
+            if self._inflater.eof:
+                pending = self._inflater.unused_data + pending
+            if out:
+                yield out
+        while not self._inflater.eof:  # output held back by the size limit, with no input left
+            out = self._inflater.decompress(b"", INFLATE_MAX)
+            if not out:
                 break
-        out = inflater.decompress(pending, INFLATE_MAX)
-        pending = inflater.unconsumed_tail
-        if out:
             yield out
-        if inflater.eof:  # a gzip member ended; another may follow (pigz, concatenated files)
-            rest = inflater.unused_data + pending
-            if not rest:
-                rest = next(source, b"")
-            if not rest:
-                return
-            inflater = _zlib.decompressobj(31)
-            pending = rest
-    if not inflater.eof:
-        raise EOFError("compressed file ended before the end-of-stream marker was reached")
 
-
-def _inflate_xz(first: bytes, source: Iterator[bytes], stop: threading.Event | None) -> Iterator[bytes]:
-    inflater = lzma.LZMADecompressor()
-    pending = first
-    while True:
-        if stop is not None and stop.is_set():
-            raise _Stopped()
-        if inflater.needs_input:
-            if not pending:
-                pending = next(source, b"")
+    def _push_xz(self, pending: bytes) -> Iterator[bytes]:
+        while True:
+            if self._inflater.eof:
                 if not pending:
-                    break
-            out = inflater.decompress(pending, INFLATE_MAX)
-        else:
-            out = inflater.decompress(b"", INFLATE_MAX)
-        pending = b""
-        if out:
-            yield out
-        if inflater.eof:
-            rest = inflater.unused_data or next(source, b"")
-            if not rest:
+                    return
+                self._inflater = self._new()
+            if self._inflater.needs_input:
+                if not pending:
+                    return
+                out = self._inflater.decompress(pending, INFLATE_MAX)
+            else:
+                out = self._inflater.decompress(b"", INFLATE_MAX)
+            pending = self._inflater.unused_data if self._inflater.eof else b""
+            if out:
+                yield out
+
+    def check_complete(self) -> None:
+        """At the end of input: raise EOFError if the last stream is cut short."""
+        if self._inflater is None or not self._inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+
+
+class _Unpacker:
+    """One extraction: the caller's thread pushes compressed bytes (and inflates them); a thread of
+    its own parses the tar and hands files to the writers.
+
+    Errors of the input (corrupt or cut-short compression) are queued, not
+    raised, and reach the parser only if it reads that far: bytes after the
+    tar's end-of-archive never matter, as with ``tarfile`` alone.
+    """
+
+    def __init__(self, dest: Path, label: str, depth: int = 8) -> None:
+        self.dest = dest
+        self.label = label
+        self.error: BaseException | None = None
+        self.tops: list[str] | None = None
+        self._inflater = _Inflater(label)
+        self._queue: queue.Queue = queue.Queue(depth)
+        self._input_failed = False
+        self._closed = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="extract-parse", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while True:
+            item = self._queue.get()
+            if item is None:
                 return
-            inflater = lzma.LZMADecompressor()
-            pending = rest
-    if not inflater.eof:
-        raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def _run(self) -> None:
+        try:
+            self.tops = _extract_chunks(self._chunks(), self.dest, self.label)
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            self.error = err
+        finally:
+            self._done.set()
+
+    def _put(self, item) -> None:
+        while not self._done.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def finished(self) -> bool:
+        """True once the parser stopped (end of the archive, or an error)."""
+        return self._done.is_set()
+
+    def feed(self, data: bytes) -> None:
+        """Inflate ``data`` here and queue it for the parser (blocks while the parser is behind)."""
+        if self._done.is_set() or self._input_failed:
+            return
+        try:
+            for out in self._inflater.push(data):
+                self._put(out)
+        except (InstallError, EOFError, lzma.LZMAError, _zlib.error) as err:
+            self._input_failed = True
+            self._put(err)
+
+    def stop(self) -> None:
+        """Make the parser stop at its next read."""
+        if not self._input_failed:
+            self._input_failed = True
+            self._put(_Stopped("extraction stopped"))
+
+    def close(self) -> None:
+        """End of input: wait until the parser is done (``error`` / ``tops`` tell how it went)."""
+        if not self._closed:
+            self._closed = True
+            if not self._input_failed:
+                try:
+                    self._inflater.check_complete()
+                except EOFError as err:
+                    self._input_failed = True
+                    self._put(err)
+            self._put(None)
+        self._thread.join()
 
 
 class _ForwardReader:
@@ -275,6 +366,7 @@ class _Writers:
 
     def __init__(self, count: int = WRITERS) -> None:
         self._queues: list[queue.Queue] = [queue.Queue() for _ in range(count)]  # one per writer
+        self._writer_of: dict[str, int] = {}
         self._cond = threading.Condition()
         self._pending = 0  # jobs queued or running
         self._bytes = 0
@@ -292,7 +384,11 @@ class _Writers:
             self._raise()
             self._pending += 1
             self._bytes += cost
-        self._queues[hash(os.path.dirname(path)) % len(self._queues)].put((path, data, mode, mtime, cost))
+        folder = os.path.dirname(path)
+        writer = self._writer_of.get(folder)
+        if writer is None:  # folders in archive order take turns: neighbours write in parallel
+            writer = self._writer_of[folder] = len(self._writer_of) % len(self._queues)
+        self._queues[writer].put((path, data, mode, mtime, cost))
 
     def _run(self, jobs: queue.Queue) -> None:
         while (job := jobs.get()) is not None:
@@ -504,68 +600,38 @@ def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: str, made
 class StreamExtractor:
     """Extract an archive into ``dest`` from bytes handed over with :meth:`feed` by another thread.
 
-    Meant for unpacking a download while it arrives.  It never raises into
-    the feeding thread: a hostile or corrupt archive just makes
-    :meth:`finish` answer None (and removes ``dest``), and the caller falls
-    back to extracting the verified file.  Whether the tree may be used is
-    the caller's decision, once the bytes it came from are verified.
+    Meant for unpacking a download while it arrives: :meth:`feed` inflates in
+    the caller's thread, a thread of its own parses, writer threads create
+    the files.  It never raises into the feeding thread: a hostile or
+    corrupt archive just makes :meth:`finish` answer None (and removes
+    ``dest``), and the caller falls back to extracting the verified file.
+    Whether the tree may be used is the caller's decision, once the bytes
+    it came from are verified.
     """
 
     def __init__(self, dest: Path, label: str = "archive", depth: int = 8) -> None:
         self.dest = dest
         self.label = label
-        self.error: BaseException | None = None
-        self._queue: queue.Queue = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._tops: list[str] | None = None
-        self._thread = threading.Thread(target=self._run, name="stream-extract", daemon=True)
-        self._thread.start()
+        self._unpacker = _Unpacker(dest, label, depth)
 
-    def _chunks(self) -> Iterator[bytes]:
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            yield chunk
-
-    def _run(self) -> None:
-        try:
-            self._tops = _extract_chunks(self._chunks(), self.dest, self.label, self._stop)
-        except BaseException as err:  # noqa: BLE001 - reported by finish()
-            self.error = err
-        finally:
-            self._done.set()
+    @property
+    def error(self) -> BaseException | None:
+        return self._unpacker.error
 
     def feed(self, chunk: bytes) -> None:
         """Hand over the next bytes of the archive (blocks while the extractor is behind)."""
-        while not self._done.is_set():
-            try:
-                self._queue.put(chunk, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        self._unpacker.feed(chunk)
 
     def finish(self) -> list[str] | None:
         """Wait for the end of the archive; return its top-level names, or None if extraction failed."""
-        self.feed(None)  # type: ignore[arg-type]
-        self._thread.join()
-        if self.error is not None or self._tops is None:
+        self._unpacker.close()
+        if self._unpacker.error is not None or self._unpacker.tops is None:
             shutil.rmtree(self.dest, ignore_errors=True)
             return None
-        return self._tops
+        return self._unpacker.tops
 
     def abort(self) -> None:
         """Stop extracting and remove ``dest``."""
-        self._stop.set()
-        while not self._done.is_set():  # unblock the extractor if it waits for bytes
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    pass
-            self._done.wait(0.05)
-        self._thread.join()
+        self._unpacker.stop()
+        self._unpacker.close()
         shutil.rmtree(self.dest, ignore_errors=True)
