@@ -239,8 +239,12 @@ class _Hashers:
                      extractor.error)
             return
         staged = extract.staged_path(stage_dir, self.sha256.hexdigest())
-        shutil.rmtree(staged, ignore_errors=True)
-        os.rename(extractor.dest, staged)
+        try:
+            shutil.rmtree(staged, ignore_errors=True)
+            os.rename(extractor.dest, staged)
+        except OSError as err:  # only a head start: never fail the download for it
+            log.info("cannot keep the tree unpacked while downloading (%s); the install step will extract", err)
+            shutil.rmtree(extractor.dest, ignore_errors=True)
 
 
 def download(
