@@ -141,6 +141,7 @@ def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str) -> list[str
             while (member := tar.next()) is not None:
                 extraction.add(tar, reader, member)
                 tar.members.clear()  # keep memory flat: we never look members up again
+            extraction.check_links()
             return extraction.tops()
     except (tarfile.TarError, EOFError, lzma.LZMAError, _zlib.error, OSError) as err:
         if isinstance(err, OSError) and err.errno is not None:
@@ -450,6 +451,7 @@ class _Extraction:
         self.claimed: set[str] = {""}  # names (resolved, relative to dest) that exist because of us
         self.made_dirs: set[str] = {self.dest}
         self._tops: set[str] = set()
+        self.links: list[str] = []  # every symlink made, checked again at the end
         self.writers = _Writers()
 
     def __enter__(self) -> "_Extraction":
@@ -491,6 +493,7 @@ class _Extraction:
                 member = self._filtered(member)
                 os.symlink(member.linkname, os.path.join(self.dest, name))
                 self.claimed.add(name)
+                self.links.append(os.path.join(self.dest, name))
                 return
         # Everything else: links, devices, duplicates, names under a symlink.  The
         # checks look at the disk, so let every earlier write land first.
@@ -499,6 +502,23 @@ class _Extraction:
         target = os.path.join(self.dest, member.name)
         _write_member(tar, member, self.dest, self.made_dirs)
         self._claim(target)
+        if member.issym():
+            self.links.append(target)
+
+    def check_links(self) -> None:
+        """Refuse the tree if a symlink now resolves outside it.
+
+        Each link was checked when it was made, but a later member can
+        replace a link that an earlier one goes through (``a -> b/../..``
+        made while ``b`` pointed two folders down, then ``b -> .``).
+        Nothing is written through such a link (every write is checked
+        when it happens), but the tree must not keep it either.
+        """
+        for link in self.links:
+            resolved = os.path.realpath(link)
+            if os.path.commonpath([resolved, self.dest]) != self.dest:
+                name = os.path.relpath(link, self.dest)
+                raise UnsafeArchive(f"link {name!r} resolves to {resolved!r}, outside the tree")
 
     def _filtered(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
         try:

@@ -247,3 +247,24 @@ def test_long_names_and_big_files_match_tar(tmp_path, fmt):
     _tar_x(archive, tmp_path / "tar")
     assert _snapshot(tmp_path / "ours") == _snapshot(tmp_path / "tar")
     assert (tmp_path / "ours" / TOP / "big.bin").read_bytes() == big
+
+
+def test_a_link_retargeted_outside_by_a_later_member_is_refused(tmp_path):
+    # "a" is checked while "b" points two folders down (a resolves inside); then "b" becomes ".",
+    # so "a" would point above the destination.  tarfile's data filter alone lets the tree keep it.
+    members = [(f"{TOP}/d1/d2", "dir"), (f"{TOP}/b", "sym", "d1/d2"), (f"{TOP}/a", "sym", "b/../.."),
+               (f"{TOP}/b", "sym", ".")]
+    archive = _tar(tmp_path / "retarget.tar.gz", members)
+    with pytest.raises(UnsafeArchive, match="outside the tree"):
+        extract.extract(archive, tmp_path / "box" / "out")
+    extractor = extract.StreamExtractor(tmp_path / "box" / "streamed")
+    extractor.feed(archive.read_bytes())
+    assert extractor.finish() is None and isinstance(extractor.error, UnsafeArchive)
+
+
+def test_links_that_stay_inside_are_kept(tmp_path):
+    members = [(f"{TOP}/d1/d2", "dir"), (f"{TOP}/b", "sym", "d1/d2"), (f"{TOP}/a", "sym", "b/.."),
+               (f"{TOP}/dangling", "sym", "not/there"), (f"{TOP}/loop", "sym", "loop")]
+    archive = _tar(tmp_path / "fine.tar.gz", members)
+    extract.extract(archive, tmp_path / "out")
+    assert os.readlink(tmp_path / "out" / TOP / "a") == "b/.."
