@@ -20,7 +20,7 @@ from doit.exceptions import InvalidDodoFile, TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
-from . import __version__, config
+from . import __version__, config, preflight
 from .errors import PvwError
 from .runlog import RunRecord, UpdateLog, redact_text, save_last_run
 
@@ -35,7 +35,8 @@ def load_settings() -> config.Settings:
     """Load the config named by ``config=``, ``$PVW_CONFIG`` or the default.
 
     Also makes ``ROOT/.pvwtasks`` (doit's dep file lives there).  A bad
-    config or an unusable ROOT becomes doit's one-line "ERROR: ..." and exit 3.
+    config, an unusable ROOT or (for ``doit update``) a missing apache2 or
+    logrotate becomes doit's one-line "ERROR: ..." and exit 3.
     """
     global _settings
     if _settings is not None:
@@ -47,6 +48,12 @@ def load_settings() -> config.Settings:
     except PvwError as err:
         _mail_start_failure(path, str(err), config.load_notify(path))
         raise InvalidDodoFile(str(err)) from None
+    if runs_update(sys.argv[1:]):  # a missing apache2/logrotate stops `doit update` before it touches anything
+        try:
+            preflight.check(settings)
+        except PvwError as err:
+            _mail_start_failure(path, str(err), settings.notify, settings)
+            raise InvalidDodoFile(str(err)) from None
     state = settings.layout.state
     try:
         state.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release, stop_deployment_processes, write_config
+from pvwtasks import preflight
+from pvwtasks.config import load
 from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_cmd, doit_killed_at, doit_without,
                                 live_name, notify_toml, output_of, start_doit, tree_snapshot, wait_until)
 
@@ -538,13 +540,28 @@ def test_missing_program_gives_one_line_nonzero_and_a_failure_mail(tmp_path, htt
 
     run = doit_without(config, [program], tmp_path / "hide", "update")
 
-    assert run.returncode != 0, run.output
-    (line,) = run.error_lines()
-    assert program in line and "not found" in line.lower(), line
-    assert "Traceback" not in run.output
+    assert run.returncode == 3, run.output
+    assert run.output.strip().splitlines() == [
+        f"ERROR: {config}: {program} not found ({preflight.required_programs(load(config))[program]}); "
+        "install the package or fix the config"]
+    assert not (tmp_path / "root").exists()  # checked before anything is touched
     (received,) = mail.wait_for(1)
     assert "FAILED" in received.subject
     assert f"{program} not found" in received.body.lower()
+
+
+def test_missing_configured_apachectl_is_named_and_only_update_checks_it(tmp_path, mail, cleanup):
+    config = _config(tmp_path, "http://127.0.0.1:9/x.tar.gz", cleanup,
+                     notify=notify_toml(mail.port) + '\n[web]\napachectl = "/opt/no-apache/bin/apachectl"\n')
+
+    run = doit(config, "update")
+
+    assert run.returncode == 3
+    assert run.error_lines() == [f"ERROR: {config}: /opt/no-apache/bin/apachectl not found (needed by [web] "
+                                 "apachectl); install the package or fix the config"]
+    assert len(mail.wait_for(1)) == 1
+    assert doit(config, "list").returncode == 0  # other commands do not need Apache
+    assert len(mail.wait_for(2, timeout=1)) == 1
 
 
 # -- exit codes ---------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""Check, before ``doit update`` changes anything, that the programs the deployment relies on exist.
+
+The rendered crontab runs ``logrotate`` and the vhost is for Apache
+(``[web] apachectl``, and ``apache2`` behind Debian's ``apache2ctl``).  A
+missing one is an environment error: one line naming the program and the
+config key, before any step runs.  The lookup uses ``PATH`` plus the sbin
+folders, as the crontab line does.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+
+from .config import Settings
+from .errors import PvwError
+
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+class MissingProgram(PvwError):
+    """A program the deployment needs is not installed."""
+
+
+def search_path() -> str:
+    """``PATH`` with the sbin folders added, like the rendered crontab's PATH."""
+    parts = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
+    return os.pathsep.join(parts + [p for p in _SBIN if p not in parts])
+
+
+def required_programs(settings: Settings) -> dict[str, str]:
+    """Program -> why it is needed (the config key or file that uses it)."""
+    words = shlex.split(settings.web.apachectl)
+    needed = {}
+    if words:
+        needed[words[0]] = "needed by [web] apachectl"
+        if os.path.basename(words[0]) == "apache2ctl":
+            needed["apache2"] = "the Apache server that [web] apachectl controls"
+    needed["logrotate"] = "the crontab runs it to rotate the logs"
+    return needed
+
+
+def missing_programs(settings: Settings) -> dict[str, str]:
+    """The required programs that cannot be found, with why each is needed."""
+    path = search_path()
+    return {name: why for name, why in required_programs(settings).items() if shutil.which(name, path=path) is None}
+
+
+def check(settings: Settings) -> None:
+    """Raise MissingProgram naming every missing program; touches nothing."""
+    missing = missing_programs(settings)
+    if missing:
+        what = "; ".join(f"{name} not found ({why})" for name, why in missing.items())
+        raise MissingProgram(f"{settings.path}: {what}; install the package or fix the config")
