@@ -320,14 +320,6 @@ STAGES = {
     # the new launcher is spawned, before it is health-checked and recorded
     "mid-restart, launcher spawned": ("os.rename", "/logs/launcher.pid ", 1),
 }
-# Known bug, outside this module: after a kill that follows the verify step's publishing, the rerun
-# redoes verify (doit's state of the killed run died with it) and download.json still names the .part
-# that verify.publish renamed.  Only that exact symptom is excused; any other failure fails the test.
-_VERIFY_BUG = re.compile(r"ERROR: verify: No such file or directory: \S+\.part$", re.M)
-_VERIFY_BUG_REASON = ("pipeline.verify_download is not idempotent: after a kill -9 that follows publishing, every "
-                      "later `doit update` fails with 'No such file or directory: ...part' until upstream changes")
-
-
 def _killed_at(stage: str, tmp_path: Path, http_server, cleanup: list) -> dict:
     """Install 5.13.0, serve a large-ish 5.13.1 at the same URL, SIGKILL `doit update` at ``stage``."""
     old = build_release(http_server.root, "5.13.0")
@@ -376,8 +368,6 @@ def test_update_after_kill_9_finishes_correctly(tmp_path, http_server, cleanup, 
 
     rerun = doit(config, "update")
 
-    if rerun.returncode == 1 and _VERIFY_BUG.search(rerun.output):
-        pytest.xfail(_VERIFY_BUG_REASON)
     assert rerun.returncode == 0, rerun.output
     _assert_fully_updated(root, state["new"], "5.13.1")  # partial extraction discarded, new version live
     if downloaded:
