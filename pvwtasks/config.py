@@ -33,6 +33,7 @@ _URL_KEYS = {"url", "listing", "checksums", "docs_url", "data_url"}
 class Deploy:
     root: Path
     keep: int = 2
+    require_programs: bool = True
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ def discard_incomplete(layout: Layout, keep: Path | None = None) -> None:
                 continue
             log.info("removing unfinished extraction %s", stale.name)
             shutil.rmtree(stale, ignore_errors=True)
+    # Temporary links of a switch killed before its os.replace.
+    for stale_link in layout.autodeploy.glob(".paraview.*"):
+        if stale_link.is_symlink():
+            stale_link.unlink()
 
 
 def _find_installed(layout: Layout, sha256: str) -> Release | None:

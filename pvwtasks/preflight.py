@@ -30,7 +30,12 @@ def search_path() -> str:
 
 
 def required_programs(settings: Settings) -> dict[str, str]:
-    """Program -> why it is needed (the config key or file that uses it)."""
+    """Program -> why it is needed (the config key or file that uses it).
+
+    Empty when ``[deploy] require_programs`` is off (the demo on a machine without Apache).
+    """
+    if not settings.deploy.require_programs:
+        return {}
     words = shlex.split(settings.web.apachectl)
     needed = {}
     if words:

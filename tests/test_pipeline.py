@@ -348,7 +348,11 @@ def test_rerun_after_losing_doit_state_post_publish_succeeds(deployment):
     record_path.write_text(json.dumps(record))
     (root / ".pvwtasks" / "doit-deps.sqlite3").unlink()
 
+    stale_link = root / "autodeploy" / ".paraview.99999"  # a switch killed before its os.replace
+    stale_link.symlink_to("versions/nowhere")
+
     result = run_doit(config, INSTALL)
     assert result.returncode == 0, result.output
     assert ran(result, "verify") and ran(result, "install")
+    assert not stale_link.is_symlink()
     assert (root / "autodeploy" / "downloads" / record["filename"]).is_file()

@@ -573,3 +573,14 @@ def test_exit_codes_are_0_for_success_and_unchanged_and_nonzero_for_failure(tmp_
     assert doit(config, "update").returncode == 1
     config.write_text(config.read_text() + "\n[bogus]\n")
     assert doit(config, "update").returncode == 3
+
+
+def test_demo_config_runs_without_apache_when_programs_are_not_required(tmp_path, http_server, cleanup):
+    release = build_release(http_server.root)
+    config = _config(tmp_path, http_server.url(release.name), cleanup)
+    config.write_text(config.read_text().replace("[deploy]\n", "[deploy]\nrequire_programs = false\n", 1))
+
+    run = doit_without(config, ["apache2", "logrotate"], tmp_path / "hide", "update")
+
+    assert run.returncode == 0, run.output
+    assert (tmp_path / "root" / "conf" / "pvw-vhost.conf").is_file()
