@@ -218,6 +218,14 @@ def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:
         except psutil.Error:
             continue
     procs = [p for p in found.values() if p.pid not in mine]
+    end_processes(procs, grace)
+    return [p.pid for p in procs]
+
+
+def end_processes(procs: list, grace: float = 5.0) -> None:
+    """SIGTERM ``procs`` (psutil.Process), wait up to ``grace`` seconds, then SIGKILL the rest."""
+    import psutil
+
     for proc in procs:
         try:
             proc.terminate()
@@ -230,7 +238,6 @@ def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=grace)
-    return [p.pid for p in procs]
 
 
 @pytest.fixture

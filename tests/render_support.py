@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import trustme
 
-from conftest import free_port, write_config
+from conftest import end_processes, free_port, write_config
 
 MODULES_DIR = Path("/usr/lib/apache2/modules")
 _MODULES = ["mpm_event", "authz_core", "dir", "mime", "proxy", "proxy_http", "proxy_wstunnel", "rewrite"]
@@ -96,19 +96,7 @@ def stop_tree(pid: int, grace: float = 5.0) -> None:
         parent = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return
-    procs = [parent, *parent.children(recursive=True)]
-    for proc in procs:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _gone, alive = psutil.wait_procs(procs, timeout=grace)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(alive, timeout=grace)
+    end_processes([parent, *parent.children(recursive=True)], grace)
 
 
 def tls_files(folder: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[Path, Path, Path]:

@@ -54,7 +54,6 @@ import email
 import email.policy
 import hashlib
 import http.server
-import socket
 import ssl
 import subprocess
 import threading
@@ -66,16 +65,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-HERE = Path(__file__).resolve().parent
-PROJECT = HERE.parent
-DODO = PROJECT / "dodo.py"
-DOIT = [sys.executable, "-m", "doit"]
+from conftest import DODO, DOIT, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- SMTP ------------------------------------------------------------------------
