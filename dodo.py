@@ -103,11 +103,13 @@ def _keys(section, *names):
 
 def task_render_vhost():
     """Render the Apache virtual host to conf/pvw-vhost.conf (launcher proxy, websocket map, TLS)."""
-    return _render_task("vhost", extra={
+    task = _render_task("vhost", extra={
         "web": _keys("web", "server_name", "server_admin", "http_port", "https_port", "tls_certificate",
                      "tls_key", "proxy_timeout"),
         "launcher": _keys("launcher", "host", "port", "endpoint"),
     })
+    task["task_dep"] = _LOCKED + ["proxy_file"]  # apache2 -t needs the RewriteMap file to exist
+    return task
 
 
 def task_render_launcher():

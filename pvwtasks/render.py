@@ -20,7 +20,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import install
+from . import apache, install
 from .config import Layout, Settings, current_group, current_user
 from .errors import RenderError
 from .fsutil import atomic_write_bytes, atomic_write_text, read_json
@@ -345,25 +345,33 @@ def render_text(settings: Settings, name: str, **values) -> str:
 def render_file(settings: Settings, name: str, **values) -> None:
     """Render template ``name`` and write it atomically to its output path.
 
-    The logrotate config is first written next to its target and checked
-    with ``logrotate -d``; a rejected config raises RenderError and leaves
-    the previous one in place.  Files are 0644 (start.sh 0755): logrotate
+    The logrotate config and the vhost are first written next to their
+    target and checked with ``logrotate -d`` and ``apache2 -t``; a rejected
+    file raises RenderError and leaves the previous one in place.  Files are 0644 (start.sh 0755): logrotate
     ignores a config writable by group or others.
     """
     text = render_text(settings, name, **values)
     out = output_path(settings.layout, name)
     mode = 0o755 if name == "start" else 0o644
-    if name == "logrotate":
+    if name in ("logrotate", "vhost"):
         candidate = out.with_name(f".{out.name}.check")
         atomic_write_text(candidate, text, mode)
         try:
-            check_logrotate(candidate)
+            if name == "logrotate":
+                check_logrotate(candidate)
+            elif not apache.check_vhost(candidate, _vhost_ports(settings), settings.web.tls):
+                log.info("apache2 is not installed; %s not checked", out.name)
             os.replace(candidate, out)
         finally:
             candidate.unlink(missing_ok=True)
     else:
         atomic_write_text(out, text, mode)
     log.info("rendered %s", out)
+
+
+def _vhost_ports(settings: Settings) -> list[int]:
+    web = settings.web
+    return [web.http_port, web.https_port] if web.tls else [web.http_port]
 
 
 def check_logrotate(conf: Path) -> None:

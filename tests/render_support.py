@@ -15,39 +15,12 @@ import psutil
 import trustme
 
 from conftest import end_processes, free_port, write_config
-
-MODULES_DIR = Path("/usr/lib/apache2/modules")
-_MODULES = ["mpm_event", "authz_core", "dir", "mime", "proxy", "proxy_http", "proxy_wstunnel", "rewrite"]
-
-
-def httpd_conf(folder: Path, ports: list[int], include: str, ssl: bool = False) -> Path:
-    """A private httpd.conf in ``folder`` listening on 127.0.0.1:``ports`` that Includes ``include``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    modules = _MODULES + (["ssl", "socache_shmcb"] if ssl else [])
-    lines = [
-        f'ServerRoot "{folder}"',
-        f'PidFile "{folder}/httpd.pid"',
-        f'DefaultRuntimeDir "{folder}"',
-        f"Mutex file:{folder} default",
-        *[f"Listen 127.0.0.1:{port}" for port in ports],
-        f'ErrorLog "{folder}/error.log"',
-        "LogLevel warn",
-        "TypesConfig /etc/mime.types",
-        "ServerName 127.0.0.1",
-        *[f"LoadModule {name}_module {MODULES_DIR}/mod_{name}.so" for name in modules],
-        'LogFormat "%h %l %u %t \\"%r\\" %>s %O \\"%{Referer}i\\" \\"%{User-Agent}i\\"" combined',
-        f'IncludeOptional "{include}"',
-    ]
-    if ssl:
-        lines.insert(-1, f'SSLSessionCache "shmcb:{folder}/ssl_scache(512000)"')
-    conf = folder / "httpd.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
-
+from pvwtasks import apache
+from pvwtasks.apache import httpd_conf  # noqa: F401 - tests import it from here
 
 def apache_configtest(conf: Path) -> subprocess.CompletedProcess:
     """``apache2 -f CONF -t``: the real syntax check."""
-    return subprocess.run(["apache2", "-f", str(conf), "-t"], capture_output=True, text=True, timeout=60)
+    return apache.configtest(conf)
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from crontab import CronTab
 
-from conftest import build_release, run_doit
+from conftest import build_release, free_port, run_doit, write_config
 from pvwtasks import config, render
 from pvwtasks.errors import RenderError
 from render_support import apache_configtest, httpd_conf, render_config, tls_files
@@ -72,8 +72,14 @@ def test_apache_accepts_the_vhost_with_tls(deployed, tmp_path):
 def test_apache_rejects_a_vhost_whose_certificate_is_missing(deployed, tmp_path):
     """The TLS check above can fail: a missing certificate makes apache2 -t fail."""
     settings = _with(deployed, tls_certificate=str(tmp_path / "nope.pem"), tls_key=str(tmp_path / "nope.key"))
-    check = apache_configtest(_vhost_conf(settings, tmp_path / "httpd"))
+    vhost = render.output_path(settings.layout, "vhost")
+    vhost.parent.mkdir(parents=True, exist_ok=True)
+    vhost.write_text(render.render_text(settings, "vhost"))  # bypass render_file's own check
+    ports = [settings.web.http_port, settings.web.https_port]
+    check = apache_configtest(httpd_conf(tmp_path / "httpd", ports, vhost, ssl=True))
     assert check.returncode != 0
+    with pytest.raises(RenderError, match="nope.pem"):  # and render_file refuses to publish it
+        render.render_file(settings, "vhost")
 
 
 def test_no_trailing_comment_on_any_directive_line(deployed, tmp_path):
@@ -226,3 +232,21 @@ def test_index_links_the_installed_docs(deployed):
     assert 'href="docs/"' in render.output_path(deployed.layout, "index").read_text()
     assert (deployed.layout.www / "docs" / "index.html").read_text() == "docs"
     assert render.index_current(deployed)
+
+
+def test_render_vhost_is_checked_by_apache_and_a_rejected_one_is_not_published(tmp_path):
+    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                          extra=f"[web]\nhttp_port = {free_port()}\nhttps_port = {free_port()}\n")
+    assert run_doit(config, "render_vhost").returncode == 0
+    vhost = tmp_path / "root" / "conf" / "pvw-vhost.conf"
+    good = vhost.read_text()
+
+    text = config.read_text().replace("[web]\n", '[web]\ntls_certificate = "missing.pem"\ntls_key = "missing.key"\n')
+    config.write_text(text)
+    result = run_doit(config, "render_vhost")
+
+    assert result.returncode != 0
+    assert "ERROR: render_vhost: apache2 -t rejects the rendered vhost" in result.stderr
+    assert "missing.pem" in result.stderr
+    assert vhost.read_text() == good
+    assert not list(vhost.parent.glob(".pvw-vhost.conf*"))

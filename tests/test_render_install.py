@@ -174,12 +174,12 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
     render.install_vhost(settings)
     dest = apache_setup["sites"] / "pvw-vhost.conf"
     good = dest.read_bytes()
-    # Broken: TLS with a certificate that does not exist.
+    # Broken: TLS with a certificate that is gone by the time the vhost is installed.
     cert, key, _ca = tls_files(tmp_path / "tls")
-    cert.unlink()
     broken = dataclasses.replace(settings, web=dataclasses.replace(settings.web, tls_certificate=str(cert),
                                                                      tls_key=str(key)))
     render.render_file(broken, "vhost")
+    cert.unlink()
     with pytest.raises(RenderError) as err:
         render.install_vhost(broken)
     message = str(err.value)
@@ -192,9 +192,11 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
 
 def test_install_vhost_failing_first_install_leaves_nothing(apache_setup, tmp_path):
     settings = apache_setup["settings"]
+    cert, key, _ca = tls_files(tmp_path / "tls")
     broken = dataclasses.replace(settings, web=dataclasses.replace(
-        settings.web, tls_certificate=str(tmp_path / "missing.pem"), tls_key=str(tmp_path / "missing.key")))
+        settings.web, tls_certificate=str(cert), tls_key=str(key)))
     render.render_file(broken, "vhost")
+    cert.unlink()  # gone between rendering and installing
     with pytest.raises(RenderError, match="configtest"):
         render.install_vhost(broken)
     assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
