@@ -36,7 +36,7 @@ import shutil
 import tarfile
 import threading
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from .errors import InstallError, UnsafeArchive
 

@@ -24,7 +24,7 @@ import requests
 from . import extract
 from .errors import DownloadError
 from .fsutil import read_json, remove_quietly, write_json
-from .http import ServerError, new_session, raise_for_status, redact, with_retries
+from .http import new_session, raise_for_status, redact, with_retries
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from wslink.chunking import UnChunker, generate_chunks
 from pvwtasks import config as pvwconfig
 from pvwtasks import install, launcher
 
-from conftest import build_release, free_port, run_doit, stop_deployment_processes, write_config
+from conftest import build_release, run_doit, stop_deployment_processes, write_config
 
 pytestmark = pytest.mark.timeout(180)
 

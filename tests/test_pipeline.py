@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release, run_doit, write_config
+from pvwtasks import demo
 
 INSTALL = "publish_hash"  # runs lock, download, verify, install, publish_hash
 
@@ -224,7 +225,7 @@ def test_listing_picks_newest_matching_version_numerically(tmp_path, http_server
 
 
 def test_xz_release_installs(tmp_path, http_server):
-    release = build_release(http_server.root, name=f"ParaView-5.13.0-MPI-Linux-Python3.11-x86_64.tar.xz")
+    release = build_release(http_server.root, name=f"ParaView-5.13.0-MPI-Linux-Python{demo.PYTHON_TAG}-x86_64.tar.xz")
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
     result = run_doit(config, INSTALL)
     assert result.returncode == 0, result.output
