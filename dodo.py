@@ -84,6 +84,19 @@ def task_publish_hash():
     }
 
 
+def task_proxy_file():
+    """Create proxy.txt (session -> host:port map for Apache) with its group and mode 0660."""
+    return {
+        "actions": [step(launcher.ensure_proxy_file, SETTINGS)],
+        "targets": [LAYOUT.proxy_file],
+        "uptodate": [changed(SETTINGS, "proxy_file", extra={"group": SETTINGS.launcher.proxy_group,
+                                                             "user": SETTINGS.launcher.user,
+                                                             "web_user": SETTINGS.web.user}),
+                     check(launcher.proxy_file_ok, SETTINGS)],
+        "task_dep": _LOCKED,
+    }
+
+
 def _render_task(name, sections=(), extra=None, file_dep=(), uptodate=(), **values):
     return {
         "actions": [step(render.render_file, SETTINGS, name, **values)],
@@ -147,19 +160,6 @@ def task_render_index():
                                "endpoint": SETTINGS.launcher.endpoint})
 
 
-def task_proxy_file():
-    """Create proxy.txt (session -> host:port map for Apache) with its group and mode 0660."""
-    return {
-        "actions": [step(launcher.ensure_proxy_file, SETTINGS)],
-        "targets": [LAYOUT.proxy_file],
-        "uptodate": [changed(SETTINGS, "proxy_file", extra={"group": SETTINGS.launcher.proxy_group,
-                                                             "user": SETTINGS.launcher.user,
-                                                             "web_user": SETTINGS.web.user}),
-                     check(launcher.proxy_file_ok, SETTINGS)],
-        "task_dep": _LOCKED,
-    }
-
-
 def task_compare_hash():
     """Compare the archive's sha256 with the last run's: report changed or unchanged."""
     return {
@@ -196,8 +196,8 @@ def task_update():
     """Deploy the newest release end to end (what cron runs): download ... notify."""
     return {
         "actions": None,
-        "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", *_RENDERED,
-                     "proxy_file", "compare_hash", "launcher", "notify"],
+        "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", *_RENDERED,
+                     "compare_hash", "launcher", "notify"],
     }
 
 

@@ -29,6 +29,7 @@ decides whether to keep the result (only once the bytes are verified).
 
 from __future__ import annotations
 
+import errno
 import lzma
 import os
 import queue
@@ -51,6 +52,7 @@ COPY_CHUNK = 1 << 20
 READ_CHUNK = 1 << 20  # compressed bytes read from disk at a time
 INFLATE_MAX = 1 << 20  # decompressed bytes produced per step (bounds memory even for gzip bombs)
 ASYNC_MAX_FILE = 4 << 20  # bigger files are written by the parsing thread itself
+MAX_READ = max(COPY_CHUNK, ASYNC_MAX_FILE)  # the largest read a member's data needs
 WRITE_BUDGET = 32 << 20  # bytes queued for the writer threads at most (about two folders of ParaView files)
 _JOB_COST = 1024  # bookkeeping per queued file, so many empty files stay bounded too
 # Files of one folder always go to the same writer: creations in one folder serialize on
@@ -328,9 +330,17 @@ class _ForwardReader:
             self._buf, self._at = b"", 0
             self._pos += len(data)
             return data
-        while len(self._buf) - self._at < size:
-            if not self._fill():
-                break
+        if size > MAX_READ:  # only tar's own pax/long-name headers read this much at once
+            raise UnsafeArchive(f"a tar header of {size} bytes; refusing to buffer it")
+        if len(self._buf) - self._at < size:
+            parts, have = [self._buf[self._at:]], len(self._buf) - self._at
+            while have < size:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                parts.append(chunk)
+                have += len(chunk)
+            self._buf, self._at = b"".join(parts), 0
         data = self._buf[self._at:self._at + size]
         self._at += len(data)
         self._pos += len(data)
@@ -515,16 +525,29 @@ class _Extraction:
         when it happens), but the tree must not keep it either.
         """
         for link in self.links:
-            resolved = os.path.realpath(link)
-            if os.path.commonpath([resolved, self.dest]) != self.dest:
-                name = os.path.relpath(link, self.dest)
-                raise UnsafeArchive(f"link {name!r} resolves to {resolved!r}, outside the tree")
+            name = os.path.relpath(link, self.dest)
+            self._inside(name, _resolve(link))
 
     def _filtered(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
+        if member.issparse():  # written out in full, a tiny archive could fill the disk
+            raise UnsafeArchive(f"member {member.name!r} is a sparse file; releases have none")
+        target = os.path.join(self.dest, member.name)
+        self._inside(member.name, _resolve(target))
+        if member.issym():
+            self._inside(member.name, _resolve(os.path.join(os.path.dirname(target), member.linkname)))
+        elif member.islnk():
+            source = os.path.join(self.dest, member.linkname)
+            self._inside(member.name, _resolve(source))
+            if os.path.islink(source):  # os.link would copy the symlink's text to another folder
+                raise UnsafeArchive(f"hard link {member.name!r} points to the symlink {member.linkname!r}")
         try:
             return tarfile.data_filter(member, self.dest)
         except tarfile.FilterError as err:
             raise UnsafeArchive(f"member {member.name!r} rejected: {err}") from None
+
+    def _inside(self, name: str, resolved: str) -> None:
+        if os.path.commonpath([resolved, self.dest]) != self.dest:
+            raise UnsafeArchive(f"member {name!r} resolves to {resolved!r}, outside the tree")
 
     def _real_parent(self, parent: str) -> bool:
         """True when ``parent`` is (or can be made as) a real folder of ours: no symlink on the way.
@@ -550,7 +573,7 @@ class _Extraction:
         """Record where a slow-path member landed (and the folders above it) as taken."""
         resolved = os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
         rel = os.path.relpath(resolved, self.dest)
-        if rel.startswith(".."):
+        if rel == ".." or rel.startswith("../"):
             return
         while rel and rel != "." and rel not in self.claimed:
             self.claimed.add(rel)
@@ -582,6 +605,29 @@ class _Extraction:
                 os.utime(fd, (member.mtime, member.mtime))
         finally:
             os.close(fd)
+
+
+def _resolve(path: str) -> str:
+    """``realpath`` that refuses what the kernel refuses (a path too long, a link loop).
+
+    Python 3.11.7's non-strict ``realpath`` stops following links once the
+    path passes PATH_MAX and carries on lexically, so a crafted tree can
+    look inside while the kernel resolves it outside (CVE-2025-4517).
+    Missing trailing parts are joined lexically, as the member does not
+    exist yet; a link loop, which the kernel cannot follow either, is
+    judged as written.
+    """
+    try:
+        return os.path.realpath(path, strict=True)
+    except (FileNotFoundError, NotADirectoryError):
+        head, tail = os.path.split(path)
+        if not tail or head == path:
+            return os.path.normpath(path)
+        return os.path.normpath(os.path.join(_resolve(head), tail))
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # the kernel cannot follow it either: judge the path as written
+            return os.path.normpath(path)
+        raise UnsafeArchive(f"cannot resolve {path!r} safely: {err.strerror}") from None
 
 
 def _ensure_dir(path: str, made_dirs: set[str]) -> None:

@@ -133,6 +133,16 @@ def test_hardlink_to_a_file_written_by_a_writer_thread(tmp_path):
     assert (tmp_path / "out" / TOP / "hard").stat().st_ino == (tmp_path / "out" / TOP / "f49").stat().st_ino
 
 
+def _overflow_members() -> list[tuple]:
+    long_dir, steps, members, path = "d" * 247, "abcdefghijklmnop", [], ""
+    for step in steps:
+        members += [(os.path.join(path, long_dir), "dir"), (os.path.join(path, step), "sym", long_dir)]
+        path = os.path.join(path, long_dir)
+    deep_link = os.path.join(*steps, "l" * 254)
+    return members + [(deep_link, "sym", os.path.join(*[".."] * len(steps))),
+                      ("escape", "sym", deep_link + "/../canary"), ("escape/pwned.txt", "file")]
+
+
 HOSTILE = {
     "dotdot": [(f"{TOP}/../escaped.txt", "file")],
     "absolute": [("/tmp/pvw-fast-abs.txt", "file")],
@@ -143,6 +153,11 @@ HOSTILE = {
     "hardlink_abs": [(f"{TOP}/passwd", "hard", "/etc/passwd")],
     "hardlink_dotdot": [(f"{TOP}/passwd", "hard", "../../etc/passwd")],
     "device": [(f"{TOP}/null", "chr")],
+    # A hard link to an inside symlink would copy its text to another folder, where it points out.
+    "hardlink_to_symlink": [(f"{TOP}/a", "dir"), (f"{TOP}/a/s", "sym", "../../canary"), (f"{TOP}/h", "hard",
+                                                                                        f"{TOP}/a/s")],
+    # CVE-2025-4517: past PATH_MAX a non-strict realpath goes lexical while the kernel follows the links.
+    "realpath_overflow": _overflow_members(),
 }
 
 
@@ -164,6 +179,33 @@ def test_hostile_members_are_refused_by_both_paths(tmp_path, kind):
     assert not (tmp_path / "escaped.txt").exists()
     assert not Path("/tmp/pvw-fast-abs.txt").exists()
     assert not Path("/tmp/pvw-fast-through.txt").exists()
+    assert not (box.parent / "canary").exists() and not (tmp_path / "canary").exists()
+
+
+def test_sparse_members_and_giant_headers_are_refused(tmp_path):
+    source = tmp_path / "src" / TOP
+    source.mkdir(parents=True)
+    with (source / "sparse.bin").open("wb") as handle:
+        handle.write(b"head")
+        handle.seek(64 << 20)
+        handle.write(b"tail")
+    sparse = tmp_path / "sparse.tar.gz"
+    subprocess.run(["tar", "--sparse", "-czf", str(sparse), "-C", str(tmp_path / "src"), TOP], check=True)
+    with pytest.raises(UnsafeArchive, match="sparse"):
+        extract.extract(sparse, tmp_path / "out-sparse")
+
+    info = tarfile.TarInfo(f"{TOP}/f")
+    info.size = 1
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT,
+                      pax_headers={"comment": "A" * (64 << 20)}) as tar:
+        tar.addfile(info, io.BytesIO(b"x"))
+    giant = tmp_path / "giant.tar.gz"
+    import gzip
+
+    giant.write_bytes(gzip.compress(raw.getvalue(), 1))
+    with pytest.raises(UnsafeArchive, match="header"):
+        extract.extract(giant, tmp_path / "out-giant")
 
 
 def test_truncated_and_corrupt_archives_fail_cleanly(tmp_path):

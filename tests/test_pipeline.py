@@ -275,7 +275,7 @@ def _hostile(path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind, reason", [
     ("dotdot", "contains '..'"),
     ("absolute", "has an absolute path"),
-    ("symlink", "outside the destination"),
+    ("symlink", "outside the tree"),
     ("symlink_then_write", "outside the tree"),
     ("hardlink", "outside the tree"),
     ("hardlink_dotdot", "outside the tree"),
