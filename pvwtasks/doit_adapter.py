@@ -47,13 +47,13 @@ def load_settings() -> config.Settings:
         settings = config.load(path)
     except PvwError as err:
         _mail_start_failure(path, str(err), config.load_notify(path))
-        raise InvalidDodoFile(str(err)) from None
+        raise InvalidDodoFile(redact_text(str(err))) from None
     if runs_update(sys.argv[1:]):  # a missing apache2/logrotate stops `doit update` before it touches anything
         try:
             preflight.check(settings)
         except PvwError as err:
             _mail_start_failure(path, str(err), settings.notify, settings)
-            raise InvalidDodoFile(str(err)) from None
+            raise InvalidDodoFile(redact_text(str(err))) from None
     state = settings.layout.state
     try:
         state.mkdir(parents=True, exist_ok=True)
@@ -63,7 +63,7 @@ def load_settings() -> config.Settings:
     except OSError as err:
         message = f"{path}: [deploy] root: cannot write {state}: {err.strerror}"
         _mail_start_failure(path, message, settings.notify, settings)
-        raise InvalidDodoFile(message) from None
+        raise InvalidDodoFile(redact_text(message)) from None
     _settings = settings
     return settings
 

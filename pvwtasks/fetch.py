@@ -289,6 +289,8 @@ def download(
             return _copy_local(url, name, part, progress, hashers, unpack_into)
         return _download_http(url, name, part, part_meta, timeout, retries, backoff, progress,
                               session or new_session(), hashers, unpack_into)
+    except requests.RequestException as err:  # not retryable (bad URL, redirect loop): keep the .part
+        raise DownloadError(f"download of {redact(url)} failed: {type(err).__name__}") from None
     except OSError as err:
         remove_quietly(part)
         remove_quietly(part_meta)

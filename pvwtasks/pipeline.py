@@ -154,7 +154,8 @@ def install_release(settings: Settings) -> dict:
     record = read_json(verified_record(layout))
     if not record:
         raise DownloadError(f"{verified_record(layout)} missing; run the verify step first")
-    release = install.install(layout, Path(record["path"]), record["sha256"], record["url"], record["size"])
+    # The release record feeds hash.json, status and mails: never with credentials.
+    release = install.install(layout, Path(record["path"]), record["sha256"], redact(record["url"]), record["size"])
     failure = install.failure_of(layout, release.name)
     if failure:
         log.warning("%s failed its health check (%s); staying on %s until upstream changes",

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Set up pvwtasks and deploy the built-in stand-in release, offline.
+# Set up pvwtasks and deploy the built-in stand-in release (no network besides pip install).
 # Usage: sh scripts/demo.sh        (from a fresh clone; no sudo, no network past pip)
 set -eu
 cd "$(dirname "$0")/.."

@@ -110,3 +110,19 @@ def test_two_deployments_from_one_checkout_keep_separate_task_state(tmp_path):
     assert (tmp_path / "a" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
     assert (tmp_path / "b" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
     assert run_doit(first, "publish_hash").stdout.count("-- install") == 1
+
+
+def test_a_config_error_never_shows_a_password(tmp_path):
+    config_path = write_config(tmp_path / "pvw.toml", "x", tmp_path / "root")
+    config_path.write_text(config_path.read_text().replace('url = "x"', 'url = ["https://user:s3cr@t@example.org/x"]'))
+    result = run_doit(config_path, "update")
+    assert result.returncode == 3
+    assert "[source] url" in result.stderr
+    assert "s3cr" not in result.output and "t@example" not in result.output
+
+
+def test_redaction_hides_the_whole_password_even_with_an_at_sign():
+    from pvwtasks.runlog import redact_text
+
+    assert redact_text("get https://u:p@ss@host/x.tar.gz now") == "get https://***@host/x.tar.gz now"
+    assert redact_text("http://host/a@b and http://:pw@h/x") == "http://host/a@b and http://***@h/x"
