@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,10 +42,14 @@ class Faults:
 class FileServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 serving a folder, with ETag, Range and faults."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, chunk: int | None = None, delay: float = 0.0) -> None:
         self.root = root
         self.faults = Faults()
         self.log: list[tuple[str, str, dict]] = []  # (method, path, headers)
+        # Throttling: while ``slow`` is set, ``delay`` seconds pass between ``chunk``-byte writes.
+        self.chunk, self.delay = chunk, delay
+        self.slow = threading.Event()
+        self.slow.set()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -105,7 +110,17 @@ class FileServer:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                self.wfile.write(chunk)
+                if not server.chunk:
+                    self.wfile.write(chunk)
+                    return
+                try:
+                    for offset in range(0, len(chunk), server.chunk):
+                        self.wfile.write(chunk[offset:offset + server.chunk])
+                        self.wfile.flush()
+                        if server.slow.is_set():
+                            time.sleep(server.delay)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client was killed mid-transfer
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

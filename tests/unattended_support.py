@@ -52,20 +52,16 @@ if __name__ == "__main__" and sys.argv[1:2] == ["kill-at"]:  # keep the script p
 
 import email
 import email.policy
-import hashlib
-import http.server
 import ssl
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
-from email.utils import formatdate
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from conftest import DODO, DOIT, free_port
+from conftest import DODO, DOIT, FileServer, free_port
 
 
 
@@ -171,79 +167,18 @@ def notify_toml(port: int, *, security: str = "none", user: str = "", password_e
 # -- a slow HTTP server ----------------------------------------------------------
 
 
-class SlowServer:
-    """A threaded HTTP/1.1 file server on 127.0.0.1 that can send slowly.
+class SlowServer(FileServer):
+    """conftest's loopback file server (ETag, Range with If-Range) sending ``chunk`` bytes every ``delay`` s.
 
-    Honours Range with If-Range (ETag), so an interrupted download can
-    resume; ``delay`` seconds pass between ``chunk``-byte writes while
-    ``slow`` is set.  ``log`` holds (method, path, headers) per request.
+    Throttling applies while ``slow`` is set; ``log`` holds (method, path, headers) per request.
     """
 
     def __init__(self, root: Path, chunk: int = 64 * 1024, delay: float = 0.05) -> None:
-        self.root = root
-        self.chunk, self.delay = chunk, delay
-        self.slow = threading.Event()
-        self.slow.set()
-        self.log: list[tuple[str, str, dict]] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_HEAD(self):
-                self._serve(False)
-
-            def do_GET(self):
-                self._serve(True)
-
-            def _serve(self, body: bool) -> None:
-                server.log.append((self.command, self.path, dict(self.headers)))
-                target = server.root / self.path.split("?", 1)[0].lstrip("/")
-                if not target.is_file():
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                data = target.read_bytes()
-                etag = '"%s"' % hashlib.md5(data).hexdigest()
-                start, status = 0, 200
-                wanted, if_range = self.headers.get("Range"), self.headers.get("If-Range")
-                if wanted and (not if_range or if_range == etag):
-                    start, status = int(wanted.split("=")[1].split("-")[0]), 206
-                chunk = data[start:]
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(chunk)))
-                self.send_header("ETag", etag)
-                self.send_header("Last-Modified", formatdate(target.stat().st_mtime, usegmt=True))
-                self.send_header("Accept-Ranges", "bytes")
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if not body:
-                    return
-                try:
-                    for offset in range(0, len(chunk), server.chunk):
-                        self.wfile.write(chunk[offset:offset + server.chunk])
-                        self.wfile.flush()
-                        if server.slow.is_set():
-                            time.sleep(server.delay)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client was killed mid-transfer
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{name}"
+        super().__init__(root, chunk=chunk, delay=delay)
 
     def ranges(self, name: str) -> list[str | None]:
         """The Range header of each GET of ``name`` so far (None for a full GET)."""
-        return [h.get("Range") for m, p, h in self.log if m == "GET" and p.split("?")[0] == f"/{name}"]
+        return [h.get("Range") for h in self.gets(name)]
 
     def start(self) -> "SlowServer":
         self.thread.start()
