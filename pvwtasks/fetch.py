@@ -414,11 +414,3 @@ def _download_http(
             state["hashers"].abort()
     remove_quietly(part_meta)
     return fetched
-
-
-def fetch_record_path(downloads: Path) -> Path:
-    return downloads / "download.json"
-
-
-def save_fetched(downloads: Path, fetched: Fetched) -> None:
-    write_json(fetch_record_path(downloads), fetched.to_json())

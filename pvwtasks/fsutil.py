@@ -38,6 +38,18 @@ def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
+def replace_symlink(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` atomically: a temp link beside it, then ``os.replace``.
+
+    The temp link is named ``.<name>.<pid>.link``, so a run killed before the
+    replace leaves a recognisable leftover.
+    """
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import extract
 from .config import Layout
 from .errors import InstallError
-from .fsutil import read_json, write_json
+from .fsutil import read_json, replace_symlink, write_json
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def discard_incomplete(layout: Layout, keep: Path | None = None) -> None:
             log.info("removing unfinished extraction %s", stale.name)
             shutil.rmtree(stale, ignore_errors=True)
     # Temporary links of a switch killed before its os.replace.
-    for stale_link in layout.autodeploy.glob(".paraview.*"):
+    for stale_link in layout.autodeploy.glob(".paraview.*.link"):
         if stale_link.is_symlink():
             stale_link.unlink()
 
@@ -197,22 +197,22 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
     return release
 
 
+def check_own_link(link: Path) -> None:
+    """InstallError if ``link`` is a real folder (an old hand-made install), not pvwtasks' symlink."""
+    if link.exists() and not link.is_symlink():
+        raise InstallError(f"{link} is a real folder, not pvwtasks' symlink; move it away first")
+
+
 def switch_live(layout: Layout, release: Release) -> bool:
     """Point ``autodeploy/paraview`` at ``release`` atomically; return True if it moved.
 
     Also rewrites ``installed.json``.  Raises InstallError if ``paraview``
     is a real folder (an old hand-made install) rather than our symlink.
     """
-    link = layout.live_link
-    if link.exists() and not link.is_symlink():
-        raise InstallError(f"{link} is a real folder, not pvwtasks' symlink; move it away first")
+    check_own_link(layout.live_link)
     moved = live_name(layout) != release.name
     if moved:
-        tmp = link.with_name(f".paraview.{os.getpid()}")
-        if tmp.is_symlink():
-            tmp.unlink()
-        os.symlink(os.path.join("versions", release.name), tmp)
-        os.replace(tmp, link)
+        replace_symlink(layout.live_link, os.path.join("versions", release.name))
         log.info("live release is now %s", release.name)
     write_json(installed_record(layout), release.to_json())
     return moved

@@ -35,12 +35,3 @@ def acquire(path: Path) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"PID {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
     _held[path] = fd
-
-
-def release(path: Path) -> None:
-    """Drop the lock at ``path`` if this process holds it."""
-    fd = _held.pop(path, None)
-    if fd is not None:
-        os.ftruncate(fd, 0)
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)

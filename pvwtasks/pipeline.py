@@ -17,8 +17,8 @@ from pathlib import Path
 
 from . import extract, fetch, install, verify
 from .config import Layout, Settings, Source
-from .errors import DownloadError, HashMismatch, InstallError
-from .fsutil import read_json, remove_quietly, write_json
+from .errors import DownloadError, HashMismatch
+from .fsutil import read_json, remove_quietly, replace_symlink, write_json
 from .http import new_session, redact
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def download_release(settings: Settings, progress: fetch.Progress | None = None)
         raise DownloadError(f"{err}; still serving {_live_label(layout)}") from None
     log.info("downloaded %s: %d bytes in %.1f s, sha256 %s", fetched.filename, fetched.size,
              time.monotonic() - started, fetched.sha256)
-    fetch.save_fetched(layout.downloads, fetched)
+    write_json(download_record(layout), fetched.to_json())
     return {"downloaded": True, "url": redact(url)}
 
 
@@ -236,6 +236,8 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     symlink, so readers never see a half-extracted folder.
     """
     layout, source = settings.layout, settings.source
+    link = layout.autodeploy / kind
+    install.check_own_link(link)
     staging = layout.autodeploy / f".{kind}-download"
     fetched = fetch.download(url, staging, timeout=source.timeout, retries=source.retries,
                              backoff=source.backoff, progress=None)
@@ -259,14 +261,8 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)
-    link = layout.autodeploy / kind
     old = os.readlink(link) if link.is_symlink() else None
-    if link.exists() and not link.is_symlink():
-        raise InstallError(f"{link} is a real folder, not pvwtasks' symlink; move it away first")
-    tmp = layout.autodeploy / f".{kind}.{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    os.symlink(tree_name, tmp)
-    os.replace(tmp, link)
+    replace_symlink(link, tree_name)
     if old and old != tree_name:
         shutil.rmtree(layout.autodeploy / old, ignore_errors=True)
     write_json(extra_record(layout, kind), {**fetched.to_json(), "path": str(tree)})

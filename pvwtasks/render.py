@@ -23,7 +23,7 @@ import jinja2
 from . import apache, install
 from .config import Layout, Settings, current_group, current_user
 from .errors import RenderError
-from .fsutil import atomic_write_bytes, atomic_write_text, read_json
+from .fsutil import atomic_write_bytes, atomic_write_text, read_json, replace_symlink
 from .runlog import last_run_path
 
 log = logging.getLogger(__name__)
@@ -484,13 +484,6 @@ def _apachectl(settings: Settings) -> list[str]:
     return words
 
 
-def _replace_symlink(link: Path, target: str) -> None:
-    tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
-    tmp.unlink(missing_ok=True)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
-
-
 def install_vhost(settings: Settings) -> None:
     """Install the rendered vhost into Apache: copy, enable, configtest, then reload gracefully.
 
@@ -519,7 +512,7 @@ def install_vhost(settings: Settings) -> None:
         log.info("%s is already installed and enabled", dest)
         return
     atomic_write_bytes(dest, text, 0o644)
-    _replace_symlink(link, target)
+    replace_symlink(link, target)
     apachectl = _apachectl(settings)
     test = _run([*apachectl, "configtest"], "apache configtest")
     if test.returncode != 0:
@@ -530,7 +523,7 @@ def install_vhost(settings: Settings) -> None:
         if old_link is None:
             link.unlink(missing_ok=True)
         else:
-            _replace_symlink(link, old_link)
+            replace_symlink(link, old_link)
         output = "; ".join(line.strip() for line in (test.stdout + test.stderr).splitlines() if line.strip())
         raise RenderError(f"`{' '.join(apachectl)} configtest` rejects {web.site_name}, previous state restored: "
                           f"{output or 'exit status ' + str(test.returncode)}")

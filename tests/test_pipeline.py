@@ -349,7 +349,7 @@ def test_rerun_after_losing_doit_state_post_publish_succeeds(deployment):
     record_path.write_text(json.dumps(record))
     (root / ".pvwtasks" / "doit-deps.sqlite3").unlink()
 
-    stale_link = root / "autodeploy" / ".paraview.99999"  # a switch killed before its os.replace
+    stale_link = root / "autodeploy" / ".paraview.99999.link"  # a switch killed before its os.replace
     stale_link.symlink_to("versions/nowhere")
 
     result = run_doit(config, INSTALL)
