@@ -29,6 +29,14 @@ def parse_manifest(text: str, filename: str, origin: str) -> Expected:
     md5 and sha256 are told apart by the length of the hex digest.
     Raises DownloadError when the file is not listed.
     """
+    found = find_in_manifest(text, filename, origin)
+    if found is None:
+        raise DownloadError(f"{origin}: no checksum listed for {filename}")
+    return found
+
+
+def find_in_manifest(text: str, filename: str, origin: str) -> Expected | None:
+    """Like :func:`parse_manifest`, but None when ``filename`` is not listed."""
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 2:
@@ -40,7 +48,7 @@ def parse_manifest(text: str, filename: str, origin: str) -> Expected:
         if algorithm is None or any(c not in "0123456789abcdef" for c in digest):
             raise DownloadError(f"{origin}: entry for {filename} is not an md5 or sha256 digest: {fields[0]!r}")
         return Expected(algorithm, digest, origin)
-    raise DownloadError(f"{origin}: no checksum listed for {filename}")
+    return None
 
 
 def check(fetched: Fetched, expected: Expected | None) -> None:
