@@ -121,9 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=None, help="write here instead of bench/RESULTS.md")
     args = parser.parse_args(argv)
     common.print_machine()
-    common.rmtree(args.work)
-    served = args.work / "served"
-    served.mkdir(parents=True)
+    served = common.fresh_served_folder(args.work)
     with common.LoopbackServer(served) as server:
         config, root = deploy_versions(args.work, server, 1, keep=2)
         try:

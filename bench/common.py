@@ -355,5 +355,13 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def fresh_served_folder(work: Path) -> Path:
+    """Empty ``work`` and return its new ``served/`` folder (what the loopback server serves)."""
+    rmtree(work)
+    served = work / "served"
+    served.mkdir(parents=True)
+    return served
+
+
 def progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
