@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
@@ -10,6 +11,15 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _bench_modules(*names: str) -> list:
+    """Import bench/ modules by name (bench/ is scripts, not a package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 def run_bench(script: str, tmp_path: Path, *args: str, timeout: float = 120) -> tuple[str, str]:
@@ -60,11 +70,7 @@ def test_restart_benchmark_measures_downtime(tmp_path):
 
 
 def test_results_file_keeps_one_section_per_benchmark(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import common
-    finally:
-        sys.path.remove(str(BENCH))
+    (common,) = _bench_modules("common")
     results = tmp_path / "R.md"
     common.report("x", "X", ["first"], results)
     common.report("y", "Y", ["other"], results)
@@ -75,21 +81,12 @@ def test_results_file_keeps_one_section_per_benchmark(tmp_path):
 
 @pytest.mark.parametrize("text, size", [("512M", 512 << 20), ("1G", 1 << 30), ("300000", 300000), ("1.5GiB", 3 << 29)])
 def test_sizes_parse(text, size):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import common
-    finally:
-        sys.path.remove(str(BENCH))
+    (common,) = _bench_modules("common")
     assert common.parse_size(text) == size
 
 
 def test_summary_collects_every_verdict_at_the_top(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        import common
-        import run_all
-    finally:
-        sys.path.remove(str(BENCH))
+    common, run_all = _bench_modules("common", "run_all")
     results = tmp_path / "R.md"
     common.report("fetch", "2. Fetch", ["### 1 GiB", "", common.verdict("wall", 0.8, 1.0),
                                         common.verdict("user CPU", 0.7, 0.6)], results)
