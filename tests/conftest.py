@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import http.server
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -265,3 +266,18 @@ def deployment(tmp_path, http_server):
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
     yield {"config": config, "root": tmp_path / "root", "release": release, "server": http_server}
     stop_deployment_processes(tmp_path / "root")
+
+
+@pytest.fixture
+def cleanup():
+    """Configs whose launcher and session processes are stopped at teardown."""
+    configs: list[Path] = []
+    yield configs
+    for config in configs:
+        run_doit(config, "stop_launcher", timeout=60)
+        stop_deployment_processes(_root_of(config))
+
+
+def _root_of(config: Path) -> Path:
+    match = re.search(r'^root = "(.*)"$', config.read_text(), re.M)
+    return Path(match.group(1)) if match else config.parent / "root"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import build_release, stop_deployment_processes, write_config
+from conftest import build_release, write_config
 from pvwtasks.doit_adapter import runs_update
 from unattended_support import MailServer, doit, free_port, live_name, notify_toml
 
@@ -20,13 +20,9 @@ HOST = socket.getfqdn()
 
 
 @pytest.fixture
-def launchers():
+def launchers(cleanup):
     """Configs whose launcher gets stopped at teardown (`doit update` may start one)."""
-    configs: list[Path] = []
-    yield configs
-    for config in configs:
-        doit(config, "stop_launcher", timeout=60)
-        stop_deployment_processes(config.parent / "root")
+    return cleanup
 
 
 @pytest.fixture

@@ -31,21 +31,6 @@ TASK_LINE = re.compile(r"^(\.  |-- )(\S+)$")
 
 
 @pytest.fixture
-def cleanup():
-    """Configs whose launcher and session processes are stopped at teardown."""
-    configs: list[Path] = []
-    yield configs
-    for config in configs:
-        doit(config, "stop_launcher", timeout=60)
-        stop_deployment_processes(_root_of(config))
-
-
-def _root_of(config: Path) -> Path:
-    match = re.search(r'^root = "(.*)"$', config.read_text(), re.M)
-    return Path(match.group(1)) if match else config.parent / "root"
-
-
-@pytest.fixture
 def slow_server(tmp_path):
     folder = tmp_path / "slow-served"
     folder.mkdir()
