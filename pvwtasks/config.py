@@ -13,6 +13,7 @@ import difflib
 import grp
 import os
 import pwd
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -410,8 +411,6 @@ def _check_semantics(s: Settings) -> None:
     if src.listing and not src.pattern:
         raise ConfigError(f"{p}: [source] pattern: missing required key (needed with listing)")
     if src.pattern:
-        import re
-
         try:
             re.compile(src.pattern)
         except re.error as err:
