@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .layout import Layout
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
@@ -154,78 +155,6 @@ _SECTIONS: dict[str, type] = {
 }
 # TOML key -> dataclass field, where a TOML name is a Python keyword.
 _RENAMED = {("notify", "from"): "sender"}
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The folders and files of one deployment, all under ``root``."""
-
-    root: Path
-
-    @property
-    def autodeploy(self) -> Path:
-        return self.root / "autodeploy"
-
-    @property
-    def versions(self) -> Path:
-        return self.autodeploy / "versions"
-
-    @property
-    def downloads(self) -> Path:
-        return self.autodeploy / "downloads"
-
-    @property
-    def live_link(self) -> Path:
-        return self.autodeploy / "paraview"
-
-    @property
-    def bin(self) -> Path:
-        return self.root / "bin"
-
-    @property
-    def conf(self) -> Path:
-        return self.root / "conf"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def update_logs(self) -> Path:
-        return self.logs / "autodeploy"
-
-    @property
-    def www(self) -> Path:
-        return self.root / "www"
-
-    @property
-    def state(self) -> Path:
-        """pvwtasks' own bookkeeping: doit's dep file, the run lock, records."""
-        return self.root / ".pvwtasks"
-
-    @property
-    def proxy_file(self) -> Path:
-        return self.root / "proxy.txt"
-
-    @property
-    def dep_file(self) -> Path:
-        return self.state / "doit-deps.sqlite3"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.state / "update.lock"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.logs / "launcher.pid"
-
-    @property
-    def update_log(self) -> Path:
-        return self.update_logs / "update.log"
-
-    @property
-    def hash_file(self) -> Path:
-        return self.www / "hash.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,369 @@
+"""Every path of one deployment, and a small typed record for each JSON file in it.
+
+``Layout(root)`` names every folder and file under ROOT; no other module
+builds a path under ROOT by hand.  Each JSON file pvwtasks keeps has one
+frozen dataclass below, with ``load`` (None when missing or unreadable) and
+``save`` (atomic).  Lowest layer: imports only the standard library and fsutil.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .fsutil import read_json, write_json
+
+R = TypeVar("R", bound="Record")
+
+INCOMING_PREFIX = ".incoming-"
+STAGED_PREFIX = ".incoming-staged-"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The folders and files of one deployment, all under ``root``."""
+
+    root: Path
+
+    # --- folders
+    @property
+    def autodeploy(self) -> Path:
+        return self.root / "autodeploy"
+
+    @property
+    def versions(self) -> Path:
+        return self.autodeploy / "versions"
+
+    @property
+    def downloads(self) -> Path:
+        return self.autodeploy / "downloads"
+
+    @property
+    def live_link(self) -> Path:
+        """``autodeploy/paraview``: the symlink to the live release."""
+        return self.autodeploy / "paraview"
+
+    @property
+    def bin(self) -> Path:
+        return self.root / "bin"
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def update_logs(self) -> Path:
+        return self.logs / "autodeploy"
+
+    @property
+    def session_logs(self) -> Path:
+        """One log per launched session, written by the wslink launcher."""
+        return self.logs / "launcher"
+
+    @property
+    def www(self) -> Path:
+        return self.root / "www"
+
+    @property
+    def state(self) -> Path:
+        """pvwtasks' own bookkeeping: doit's dep file, the run lock, records."""
+        return self.root / ".pvwtasks"
+
+    # --- releases
+    def release_dir(self, name: str) -> Path:
+        return self.versions / name
+
+    def release_record(self, name: str) -> Path:
+        """``versions/<name>.json``: what was installed, and its failure mark."""
+        return self.versions / f"{name}.json"
+
+    def staged_dir(self, sha256: str) -> Path:
+        """The tree unpacked while downloading, named after the archive's sha256."""
+        return self.versions / f"{STAGED_PREFIX}{sha256}"
+
+    def incoming_dir(self, label: str) -> Path:
+        return self.versions / f"{INCOMING_PREFIX}{label}"
+
+    @property
+    def installed_record(self) -> Path:
+        return self.autodeploy / "installed.json"
+
+    # --- downloads
+    @property
+    def download_record(self) -> Path:
+        return self.downloads / "download.json"
+
+    @property
+    def verified_record(self) -> Path:
+        return self.downloads / "verified.json"
+
+    def part_file(self, filename: str) -> Path:
+        return self.downloads / f"{filename}.part"
+
+    def part_record(self, filename: str) -> Path:
+        return self.downloads / f"{filename}.part.json"
+
+    # --- extras (docs, data)
+    def extra_link(self, kind: str) -> Path:
+        return self.autodeploy / kind
+
+    def extra_record(self, kind: str) -> Path:
+        return self.autodeploy / f"{kind}.json"
+
+    def extra_staging(self, kind: str) -> Path:
+        return self.autodeploy / f".{kind}-download"
+
+    # --- rendered files
+    @property
+    def vhost_file(self) -> Path:
+        return self.conf / "pvw-vhost.conf"
+
+    @property
+    def launch_json(self) -> Path:
+        return self.conf / "launch.json"
+
+    @property
+    def start_script(self) -> Path:
+        return self.bin / "start.sh"
+
+    @property
+    def logrotate_conf(self) -> Path:
+        return self.conf / "logrotate.conf"
+
+    @property
+    def crontab_file(self) -> Path:
+        return self.conf / "crontab"
+
+    @property
+    def index_page(self) -> Path:
+        return self.www / "index.html"
+
+    @property
+    def hash_file(self) -> Path:
+        return self.www / "hash.json"
+
+    @property
+    def previous_hash_file(self) -> Path:
+        return self.www / "hash.json.previous"
+
+    @property
+    def www_docs(self) -> Path:
+        return self.www / "docs"
+
+    @property
+    def proxy_file(self) -> Path:
+        return self.root / "proxy.txt"
+
+    # --- logs
+    @property
+    def update_log(self) -> Path:
+        return self.update_logs / "update.log"
+
+    @property
+    def launcher_log(self) -> Path:
+        return self.logs / "launcher.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.logs / "launcher.pid"
+
+    @property
+    def apache_error_log(self) -> Path:
+        return self.logs / "error.log"
+
+    @property
+    def apache_access_log(self) -> Path:
+        return self.logs / "access.log"
+
+    # --- state
+    @property
+    def dep_file(self) -> Path:
+        return self.state / "doit-deps.sqlite3"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state / "update.lock"
+
+    @property
+    def launcher_record(self) -> Path:
+        return self.state / "launcher.json"
+
+    @property
+    def compare_record(self) -> Path:
+        return self.state / "compare.json"
+
+    @property
+    def last_run_record(self) -> Path:
+        return self.state / "last-run.json"
+
+    @property
+    def logrotate_state(self) -> Path:
+        return self.state / "logrotate.state"
+
+
+class Record:
+    """A frozen dataclass stored as one JSON object.
+
+    ``load`` ignores keys it does not know (older or newer pvwtasks) and
+    answers None for a missing, unreadable or incomplete file, so a damaged
+    record means "do the step again", never a crash.
+    """
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any) -> R | None:
+        if not isinstance(data, dict):
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:  # a required field is missing
+            return None
+
+    @classmethod
+    def load(cls: type[R], path: Path) -> R | None:
+        return cls.from_dict(read_json(path))
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+    def replace(self: R, **changes) -> R:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class DownloadRecord(Record):
+    """A finished download (``download.json``, ``verified.json``, the extras' records)."""
+
+    url: str
+    filename: str
+    path: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    sha256: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class PartRecord(Record):
+    """The validators of a partial download (``<file>.part.json``), to resume it safely."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Failure(Record):
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReleaseRecord(Record):
+    """An installed release (``versions/<name>.json`` and ``installed.json``)."""
+
+    name: str  # folder name under versions/
+    top_folder: str  # the archive's own top folder, e.g. ParaView-5.13.0-MPI-Linux-Python3.11-x86_64
+    version: str  # e.g. 5.13.0
+    sha256: str
+    url: str
+    size: int
+    installed_at: float
+    pvpython: str  # relative to the tree
+    site_packages: str  # relative to the tree
+    python_version: str  # e.g. 3.11
+    failed: dict | None = None  # {"at": epoch, "reason": text} once its health check failed
+    healthy_at: float | None = None  # when it last passed a health check as the live release
+
+    @property
+    def failure(self) -> Failure | None:
+        return Failure.from_dict(self.failed)
+
+
+@dataclass(frozen=True)
+class CompareRecord(Record):
+    """``compare.json``: whether upstream changed since the last run."""
+
+    result: str  # "changed" | "unchanged"
+    sha256: str | None
+    previous_sha256: str | None
+    filename: str | None
+    at: float
+    since: float | None
+
+
+@dataclass(frozen=True)
+class LauncherRecord(Record):
+    """``launcher.json``: the running launcher and what it was started from."""
+
+    pid: int
+    create_time: float
+    release: str | None
+    launch_json: str | None  # sha256 of conf/launch.json it started with
+    start_sh: str | None  # sha256 of bin/start.sh it started with
+    port: int
+    started_at: float
+    health: dict | None = None
+    last_good_release: str | None = None
+
+
+@dataclass(frozen=True)
+class LastRun(Record):
+    """``last-run.json``: how the last ``doit update`` ended."""
+
+    started: float
+    finished: float
+    result: str  # "ok" | "failed"
+    failed: dict = field(default_factory=dict)
+    ran: list = field(default_factory=list)
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class HashRecord(Record):
+    """``www/hash.json``: the published identity of the live release."""
+
+    sha256: str
+    version: str
+    name: str
+    url: str
+    size: int
+    installed_at: str  # ISO 8601 UTC
+
+
+def read_pid(path: Path) -> int | None:
+    """The PID in a pid file, or None."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def live_name(layout: Layout) -> str | None:
+    """Name of the live release folder, from the ``paraview`` symlink."""
+    try:
+        return Path(os.readlink(layout.live_link)).name
+    except OSError:
+        return None
+
+
+def load_json_object(path: Path) -> dict | None:
+    """A JSON object from ``path`` (for files pvwtasks does not own, e.g. launch.json)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
