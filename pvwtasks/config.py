@@ -1,9 +1,11 @@
 """Load and validate the pvwtasks TOML configuration.
 
-Every section is a frozen dataclass; the dataclass fields *are* the schema,
-so an unknown section, a misspelled key or a wrong type is reported as one
-line naming the file and the key.  Relative paths resolve against the
-folder of the config file.
+Every section is a frozen dataclass, and the field types *are* the schema:
+``Path`` fields resolve against the config file's folder, ``Literal`` fields
+take one of their values, and ``Annotated`` fields carry a rule (a port, a
+positive number, a URL, a cron schedule, a mail address).  An unknown
+section, a misspelled key, a wrong type or a value out of range is one line
+naming the file and the key.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import os
 import pwd
 import re
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -26,45 +30,156 @@ from .layout import Layout
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
 
-# Keys whose value is a path (or a URL that may be a plain path).
-_PATH_KEYS = {"root", "tls_certificate", "tls_key", "password_file", "ca_file", "sites_dir", "enabled_dir"}
-_URL_KEYS = {"url", "listing", "checksums", "docs_url", "data_url"}
 
+@dataclass(frozen=True)
+class _Key:
+    """Where a value sits, for error messages: ``FILE: [table] key``."""
+
+    path: Path
+    table: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.path}: [{self.table}]" + (f" {self.key}" if self.key else "")
+
+
+# --- rules carried by the field types ---------------------------------------------------------
+
+class _Rule:
+    """A check attached to a field type with ``Annotated``; returns the (possibly resolved) value."""
+
+    def __call__(self, value, where: _Key):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Range(_Rule):
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # strictly greater than ``low``
+
+    def __call__(self, value, where: _Key):
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            bound = "greater than" if self.above else "at least"
+            raise ConfigError(f"{where}: must be {bound} {self.low:g}, got {value!r}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"{where}: must be at most {self.high:g}, got {value!r}")
+        return value
+
+
+class _Url(_Rule):
+    """http(s) and file URLs stay as they are; a plain path becomes an absolute one."""
+
+    def __call__(self, value, where: _Key):
+        if not value:
+            return value
+        scheme = urlsplit(value).scheme.lower()
+        if scheme in ("http", "https", "file"):
+            return value
+        if scheme:
+            raise ConfigError(f"{where}: unsupported URL scheme '{scheme}' (use http, https, file or a path)")
+        return str(_resolve_path(value, where.path.parent))
+
+
+class _Shape(_Rule):
+    """The whole value must match a regular expression (empty means "not set" unless required)."""
+
+    def __init__(self, regex: str, expected: str, required: bool = False) -> None:
+        self.regex, self.expected, self.required = re.compile(regex), expected, required
+
+    def __call__(self, value, where: _Key):
+        if (value or self.required) and not self.regex.fullmatch(value):
+            raise ConfigError(f"{where}: expected {self.expected}, got {value!r}")
+        return value
+
+
+class _Regex(_Rule):
+    def __call__(self, value, where: _Key):
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ConfigError(f"{where}: not a valid regex: {err}") from None
+        return value
+
+
+_CRON_ITEM = r"(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[1-9][0-9]*)?"
+_CRON_LIMITS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+_CRON_NAMES = ({}, {}, {}, _MONTHS, _DAYS)
+_CRON_SPECIALS = {"@reboot", "@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+
+
+class _CronSchedule(_Rule):
+    """Five cron fields (numbers, names, ranges, steps, lists) or an @special like @daily."""
+
+    def __call__(self, value, where: _Key):
+        if value.strip().lower() in _CRON_SPECIALS:
+            return value
+        fields = value.lower().split()
+        if len(fields) != 5:
+            raise ConfigError(f"{where}: expected 5 schedule fields like '0 4 * * 1', got {value!r}")
+        for text, (low, high), names in zip(fields, _CRON_LIMITS, _CRON_NAMES):
+            if not all(re.fullmatch(_CRON_ITEM, item) for item in text.split(",")):
+                raise ConfigError(f"{where}: {text!r} is not a cron field (in {value!r})")
+            for word in re.findall(r"[0-9a-z]+", re.sub(r"/[0-9]+", "", text)):
+                number = names.get(word, int(word) if word.isdigit() else None)
+                if number is None or not low <= number <= high:
+                    raise ConfigError(f"{where}: {word!r} is out of range {low}-{high} (in {value!r})")
+        return value
+
+
+Port = Annotated[int, _Range(1, 65535)]
+Positive = Annotated[float, _Range(0, above=True)]
+PositiveInt = Annotated[int, _Range(0, above=True)]
+NonNegative = Annotated[float, _Range(0)]
+NonNegativeInt = Annotated[int, _Range(0)]
+Url = Annotated[str, _Url()]
+Regex = Annotated[str, _Regex()]
+Sha256 = Annotated[str, _Shape(r"[0-9a-fA-F]{64}", "64 hex digits")]
+MailAddress = Annotated[str, _Shape(r"[^@\s<>\"',;]+@[^@\s<>\"',;.]+(\.[^@\s<>\"',;.]+)*",
+                                    "a mail address like user@example.org")]
+OctalMode = Annotated[str, _Shape(r"0?[0-7]{3}", "an octal mode like '0660'")]
+Size = Annotated[str, _Shape(r"[0-9]+[kMG]?", "a size like '5M'")]
+Schedule = Annotated[str, _CronSchedule()]
+
+
+# --- the sections ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Deploy:
     root: Path
-    keep: int = 2
+    keep: PositiveInt = 2
     require_programs: bool = True
 
 
 @dataclass(frozen=True)
 class Source:
-    url: str = ""
-    listing: str = ""
-    pattern: str = ""
-    sha256: str = ""
-    checksums: str = ""
-    docs_url: str = ""
-    data_url: str = ""
-    timeout: float = 30.0
-    retries: int = 4
-    backoff: float = 1.0
+    url: Url = ""
+    listing: Url = ""
+    pattern: Regex = ""
+    sha256: Sha256 = ""
+    checksums: Url = ""
+    docs_url: Url = ""
+    data_url: Url = ""
+    timeout: Positive = 30.0
+    retries: NonNegativeInt = 4
+    backoff: NonNegative = 1.0
 
 
 @dataclass(frozen=True)
 class Web:
     server_name: str = "localhost"
-    server_admin: str = "webmaster@localhost"
-    http_port: int = 80
-    https_port: int = 443
-    tls_certificate: str = ""
-    tls_key: str = ""
-    proxy_timeout: int = 3600
+    server_admin: MailAddress = "webmaster@localhost"
+    http_port: Port = 80
+    https_port: Port = 443
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    proxy_timeout: PositiveInt = 3600
     user: str = "www-data"
     site_name: str = "pvw-vhost.conf"
-    sites_dir: str = "/etc/apache2/sites-available"
-    enabled_dir: str = "/etc/apache2/sites-enabled"
+    sites_dir: Path = Path("/etc/apache2/sites-available")
+    enabled_dir: Path = Path("/etc/apache2/sites-enabled")
     apachectl: str = "apache2ctl"
 
     @property
@@ -78,7 +193,8 @@ class App:
     args: list[str] = field(
         default_factory=lambda: ["--port", "${port}", "--data-dir", "${data}", "-f", "--authKey", "${secret}"]
     )
-    ready_line: str = "Starting factory"
+    ready_line: Annotated[str, _Shape(r".+", "a non-empty line (the launcher answers 503 without one)", True)] = (
+        "Starting factory")
 
 
 def _seed_apps() -> dict[str, App]:
@@ -93,55 +209,56 @@ def _seed_apps() -> dict[str, App]:
 @dataclass(frozen=True)
 class Launcher:
     host: str = "localhost"
-    port: int = 8081
-    endpoint: str = "paraview"
-    timeout: int = 25
-    port_range: list[int] = field(default_factory=lambda: [9104, 9204])
+    port: Port = 8081
+    endpoint: Annotated[str, _Shape(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", "a URL path like 'paraview'")] = (
+        "paraview")
+    timeout: PositiveInt = 25
+    port_range: list[Port] = field(default_factory=lambda: [9104, 9204])
     display: str = ""
     user: str = ""
     proxy_group: str = "mappingfileusers"
     python_flags: list[str] = field(default_factory=lambda: ["-dr"])
-    stop_grace: float = 10.0
-    start_timeout: float = 30.0
+    stop_grace: NonNegative = 10.0
+    start_timeout: Positive = 30.0
     health_app: str = "visualizer"
     apps: dict[str, App] = field(default_factory=_seed_apps)
 
 
 @dataclass(frozen=True)
 class Logrotate:
-    size: str = "5M"
-    rotate: int = 10
+    size: Size = "5M"
+    rotate: NonNegativeInt = 10
     compress: bool = True
-    create_mode: str = "0660"
+    create_mode: OctalMode = "0660"
     owner: str = ""
     group: str = ""
 
 
 @dataclass(frozen=True)
 class Cron:
-    update: str = "0 4 * * 1"
-    logrotate: str = "55 3 * * 1"
+    update: Schedule = "0 4 * * 1"
+    logrotate: Schedule = "55 3 * * 1"
     crontab: str = "crontab"
 
 
 @dataclass(frozen=True)
 class Notify:
-    method: str = "none"
+    method: Literal["none", "smtp", "sendmail"] = "none"
     host: str = "localhost"
-    port: int = 25
-    security: str = "none"
+    port: Port = 25
+    security: Literal["none", "starttls", "tls"] = "none"
     user: str = ""
     password_env: str = ""
-    password_file: str = ""
-    ca_file: str = ""
-    sender: str = "pvwtasks@localhost"
-    to: list[str] = field(default_factory=list)
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    sender: MailAddress = "pvwtasks@localhost"
+    to: list[MailAddress] = field(default_factory=list)
     subject_prefix: str = "[pvwtasks]"
     on_unchanged: bool = True
     on_success: bool = False
     sendmail: str = "/usr/sbin/sendmail"
-    timeout: float = 30.0
-    log_tail_lines: int = 40
+    timeout: Positive = 30.0
+    log_tail_lines: NonNegativeInt = 40
 
 
 _SECTIONS: dict[str, type] = {
@@ -191,10 +308,23 @@ def _plain(value):
     return value
 
 
+# --- loading -----------------------------------------------------------------------------------
+
 def config_path(explicit: str | None = None) -> Path:
     """Return the config file to use: ``explicit``, then ``$PVW_CONFIG``, then the default."""
     chosen = explicit or os.environ.get(CONFIG_ENV) or str(DEFAULT_CONFIG)
     return Path(chosen).expanduser().resolve()
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} or config=PATH)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
 
 
 def load(path: Path) -> Settings:
@@ -203,15 +333,7 @@ def load(path: Path) -> Settings:
     Raises ConfigError with a one-line message naming the file and the key.
     Touches nothing on disk.
     """
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} or config=PATH)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return parse(raw, path)
+    return parse(_read_toml(path), path)
 
 
 def parse(raw: dict, path: Path) -> Settings:
@@ -221,10 +343,9 @@ def parse(raw: dict, path: Path) -> Settings:
             raise ConfigError(f"{path}: [{name}]: unknown section{_suggest(name, _SECTIONS)}")
         if not isinstance(raw[name], dict):
             raise ConfigError(f"{path}: {name}: must be a [{name}] table")
-    base = path.parent
-    sections = {name: _build(cls, name, raw.get(name, {}), path, base) for name, cls in _SECTIONS.items()}
+    sections = {name: _build(cls, path, name, raw.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(path=path, **sections)
-    _check_semantics(settings)
+    _check_together(settings)
     return settings
 
 
@@ -235,72 +356,71 @@ def load_notify(path: Path) -> Notify | None:
     Never raises; touches nothing on disk.
     """
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8")).get("notify", {})
-        cfg = _build(Notify, "notify", raw, path, path.parent) if isinstance(raw, dict) else None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ConfigError):
+        raw = _read_toml(path).get("notify", {})
+        cfg = _build(Notify, path, "notify", raw) if isinstance(raw, dict) else None
+    except ConfigError:
         return None
-    if cfg is None or cfg.method not in ("smtp", "sendmail") or cfg.security not in ("none", "starttls", "tls"):
-        return None
-    return cfg if cfg.to else None
+    return cfg if cfg is not None and cfg.method != "none" and cfg.to else None
 
 
-def _build(cls: type, section: str, values: dict, path: Path, base: Path):
-    hints = typing.get_type_hints(cls)
+def _build(cls: type, path: Path, table: str, values: dict):
+    """One dataclass from a TOML table; the field types say how each value is checked."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    toml_names = {next((t for (s, t), f in _RENAMED.items() if s == section and f == n), n) for n in fields}
+    toml_names = {next((t for (s, t), f in _RENAMED.items() if s == table and f == n), n) for n in fields}
     kwargs = {}
     for key, value in values.items():
-        name = _RENAMED.get((section, key), key)
+        name = _RENAMED.get((table, key), key)
         if name not in fields:
-            raise ConfigError(f"{path}: [{section}] {key}: unknown key{_suggest(key, toml_names)}")
-        where = f"{path}: [{section}] {key}"
-        if section == "launcher" and name == "apps":
-            kwargs[name] = _build_apps(value, path)
-            continue
-        kwargs[name] = _coerce(value, hints[name], where)
-        if key in _PATH_KEYS and kwargs[name]:
-            kwargs[name] = _resolve_path(str(kwargs[name]), base)
-        elif key in _URL_KEYS and kwargs[name]:
-            kwargs[name] = _resolve_url(kwargs[name], base, where)
+            raise ConfigError(f"{_Key(path, table, key)}: unknown key{_suggest(key, toml_names)}")
+        kwargs[name] = _coerce(value, hints[name], _Key(path, table, key))
     for name, spec in fields.items():
         if name not in kwargs and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{path}: [{section}] {name}: missing required key")
+            raise ConfigError(f"{_Key(path, table, name)}: missing required key")
     return cls(**kwargs)
 
 
-def _build_apps(value, path: Path) -> dict[str, App]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: [launcher] apps: must be a table of [launcher.apps.NAME] tables")
-    hints = typing.get_type_hints(App)
-    known = {f.name for f in dataclasses.fields(App)}
-    apps = {}
-    for name, spec in value.items():
-        where = f"{path}: [launcher.apps.{name}]"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"{where}: must be a table with script, args and ready_line")
-        for key in spec:
-            if key not in known:
-                raise ConfigError(f"{where} {key}: unknown key{_suggest(key, known)}")
-        if "script" not in spec:
-            raise ConfigError(f"{where} script: missing required key")
-        apps[name] = App(**{k: _coerce(v, hints[k], f"{where} {k}") for k, v in spec.items()})
-        if not apps[name].ready_line:
-            raise ConfigError(f"{where} ready_line: must not be empty (the launcher answers 503 without one)")
-    return apps
-
-
-def _coerce(value, hint, where: str):
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list) or not all(_is_type(v, item) for v in value):
-            raise ConfigError(f"{where}: expected a list of {item.__name__}, got {value!r}")
-        return list(value)
-    if hint is Path:
-        hint = str
-    if not _is_type(value, hint):
+def _coerce(value, hint, where: _Key):
+    """Check ``value`` against the type ``hint`` and its rules; return it converted."""
+    rules: tuple = ()
+    if typing.get_origin(hint) is Annotated:
+        hint, *rules = typing.get_args(hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:  # optional: "" means not set
+        if value == "":
+            return None
+        (hint,) = [a for a in args if a is not type(None)]
+        return _coerce(value, hint, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected {_one_of(args)}, got {value!r}")
+    elif origin is list:
+        (item,) = args
+        plain = typing.get_args(item)[0] if typing.get_origin(item) is Annotated else item
+        if not isinstance(value, list) or not all(_is_type(v, plain) for v in value):
+            raise ConfigError(f"{where}: expected a list of {plain.__name__}, got {value!r}")
+        value = [_coerce(v, item, where) for v in value]
+    elif origin is dict:  # a table of named sub-tables, e.g. [launcher.apps.NAME]
+        table = f"{where.table}.{where.key}"
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(f"{where}: must be a table of [{table}.NAME] tables")
+        value = {name: _build(args[1], where.path, f"{table}.{name}", spec) for name, spec in value.items()}
+    elif hint is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: expected a path, got {type(value).__name__} {value!r}")
+        value = _resolve_path(value, where.path.parent)
+    elif not _is_type(value, hint):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
-    return float(value) if hint is float else value
+    elif hint is float:
+        value = float(value)
+    for rule in rules:
+        value = rule(value, where)
+    return value
+
+
+def _one_of(choices) -> str:
+    quoted = [f"'{c}'" for c in choices]
+    return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
 def _is_type(value, hint) -> bool:
@@ -315,22 +435,13 @@ def _resolve_path(value: str, base: Path) -> Path:
     return (base / Path(value).expanduser()).resolve()
 
 
-def _resolve_url(value: str, base: Path, where: str) -> str:
-    """Keep http(s)/file URLs; turn a plain path into an absolute one."""
-    scheme = urlsplit(value).scheme.lower()
-    if scheme in ("http", "https", "file"):
-        return value
-    if scheme:
-        raise ConfigError(f"{where}: unsupported URL scheme '{scheme}' (use http, https, file or a path)")
-    return str(_resolve_path(value, base))
-
-
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def _check_semantics(s: Settings) -> None:
+def _check_together(s: Settings) -> None:
+    """Rules that tie several keys together (single keys are checked by their types)."""
     p = s.path
     src = s.source
     if bool(src.url) == bool(src.listing):
@@ -339,43 +450,20 @@ def _check_semantics(s: Settings) -> None:
         raise ConfigError(f"{p}: [source] pattern: only used together with [source] listing")
     if src.listing and not src.pattern:
         raise ConfigError(f"{p}: [source] pattern: missing required key (needed with listing)")
-    if src.pattern:
-        try:
-            re.compile(src.pattern)
-        except re.error as err:
-            raise ConfigError(f"{p}: [source] pattern: not a valid regex: {err}") from None
-    if src.sha256 and (len(src.sha256) != 64 or any(c not in "0123456789abcdefABCDEF" for c in src.sha256)):
-        raise ConfigError(f"{p}: [source] sha256: expected 64 hex digits")
-    if src.retries < 0 or src.timeout <= 0:
-        raise ConfigError(f"{p}: [source] timeout/retries: must be positive")
-    if s.deploy.keep < 1:
-        raise ConfigError(f"{p}: [deploy] keep: must be at least 1")
-    lo_hi = s.launcher.port_range
-    if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1] < 65536:
-        raise ConfigError(f"{p}: [launcher] port_range: expected [first, last] ports")
-    if not 0 < s.launcher.port < 65536:
-        raise ConfigError(f"{p}: [launcher] port: expected a port number")
+    first, last = (s.launcher.port_range + [0, 0])[:2]
+    if len(s.launcher.port_range) != 2 or first > last:
+        raise ConfigError(f"{p}: [launcher] port_range: expected [first, last] ports in order, "
+                          f"got {s.launcher.port_range}")
     if s.launcher.health_app and s.launcher.health_app not in s.launcher.apps:
         raise ConfigError(f"{p}: [launcher] health_app: '{s.launcher.health_app}' is not in [launcher.apps]")
     if bool(s.web.tls_certificate) != bool(s.web.tls_key):
         raise ConfigError(f"{p}: [web] tls_key: set both tls_certificate and tls_key, or neither")
-    if s.notify.method not in ("none", "smtp", "sendmail"):
-        raise ConfigError(f"{p}: [notify] method: expected 'none', 'smtp' or 'sendmail'")
-    if s.notify.security not in ("none", "starttls", "tls"):
-        raise ConfigError(f"{p}: [notify] security: expected 'none', 'starttls' or 'tls'")
     if s.notify.method != "none" and not s.notify.to:
         raise ConfigError(f"{p}: [notify] to: needs at least one address when method is '{s.notify.method}'")
     if s.notify.password_env and s.notify.password_file:
         raise ConfigError(f"{p}: [notify] password_file: set password_env or password_file, not both")
     if s.notify.user and not (s.notify.password_env or s.notify.password_file):
         raise ConfigError(f"{p}: [notify] user: needs password_env or password_file (never a password in the TOML)")
-    try:
-        int(s.logrotate.create_mode, 8)
-    except ValueError:
-        raise ConfigError(f"{p}: [logrotate] create_mode: expected an octal mode like '0660'") from None
-    for key in ("update", "logrotate"):
-        if len(getattr(s.cron, key).split()) != 5:
-            raise ConfigError(f"{p}: [cron] {key}: expected 5 schedule fields like '0 4 * * 1'")
 
 
 def current_user() -> str:

@@ -63,6 +63,50 @@ def test_bad_config_gives_one_line_naming_file_and_key(tmp_path, text, expected)
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("text, expected", [
+    (GOOD + "[launcher]\ntimeout = -5\n", "[launcher] timeout: must be greater than 0, got -5"),
+    (GOOD + "[launcher]\nport = 0\n", "[launcher] port: must be at least 1, got 0"),
+    (GOOD + "[launcher]\nport = 70000\n", "[launcher] port: must be at most 65535, got 70000"),
+    (GOOD + "[launcher]\nport_range = [9200, 9100]\n", "[launcher] port_range: expected [first, last] ports in order"),
+    (GOOD + "[launcher]\nport_range = [9100, 70000]\n", "[launcher] port_range: must be at most 65535"),
+    (GOOD + "[launcher]\nstart_timeout = 0\n", "[launcher] start_timeout: must be greater than 0"),
+    (GOOD.replace("[deploy]\n", "[deploy]\nkeep = 0\n"), "[deploy] keep: must be greater than 0, got 0"),
+    (GOOD + "retries = -1\n", "[source] retries: must be at least 0"),
+    (GOOD + "timeout = 0\n", "[source] timeout: must be greater than 0"),
+    (GOOD + "[cron]\nupdate = '0 4 * *'\n", "[cron] update: expected 5 schedule fields"),
+    (GOOD + "[cron]\nupdate = '0 25 * * 1'\n", "[cron] update: '25' is out of range 0-23"),
+    (GOOD + "[cron]\nupdate = '0 4 * * funday'\n", "[cron] update: 'funday' is out of range 0-7"),
+    (GOOD + "[cron]\nlogrotate = '*/x 4 * * 1'\n", "[cron] logrotate: '*/x' is not a cron field"),
+    (GOOD + "[notify]\nto = ['ops at example.org']\n", "[notify] to: expected a mail address"),
+    (GOOD + "[notify]\nfrom = 'pvw@'\n", "[notify] from: expected a mail address"),
+    (GOOD + "[notify]\nmethod = 'pigeon'\n", "[notify] method: expected 'none', 'smtp' or 'sendmail', got 'pigeon'"),
+    (GOOD + "[notify]\nsecurity = 'ssl'\n", "[notify] security: expected 'none', 'starttls' or 'tls'"),
+    (GOOD + "[web]\nhttps_port = -1\n", "[web] https_port: must be at least 1"),
+    (GOOD + "[logrotate]\ncreate_mode = '0999'\n", "[logrotate] create_mode: expected an octal mode"),
+    (GOOD + "[launcher.apps.viewer]\nscript = 'v.py'\nready_line = ''\n", "[launcher.apps.viewer] ready_line"),
+])
+def test_out_of_range_value_gives_one_line_naming_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_valid_schedules_and_addresses_are_accepted(tmp_path):
+    settings = load_text(tmp_path, GOOD + "[cron]\nupdate = '*/15 1-5 * jan-dec mon,wed'\nlogrotate = '@daily'\n"
+                                          "[notify]\nto = ['ops@lab.example.org', 'x@localhost']\n")
+    assert settings.cron.update.startswith("*/15") and settings.notify.to[1] == "x@localhost"
+
+
+def test_path_keys_are_paths_resolved_against_the_config_folder(tmp_path):
+    settings = load_text(tmp_path, GOOD + "[web]\ntls_certificate = 'tls/c.pem'\ntls_key = 'tls/k.pem'\n"
+                                          "[notify]\npassword_file = 'pw'\nuser = 'u'\n")
+    assert settings.web.tls_certificate == tmp_path / "tls" / "c.pem"
+    assert settings.notify.password_file == tmp_path / "pw"
+    assert settings.web.tls and isinstance(settings.web.sites_dir, Path)
+    assert load_text(tmp_path, GOOD).web.tls_certificate is None
+
+
 @pytest.mark.parametrize("mistake", [
     ("root = ", "rooot = "),
     ("keep = 2", "keep = true"),

@@ -239,7 +239,7 @@ def test_sendmail_method_pipes_the_mail_to_the_binary_without_a_shell(tmp_path, 
     fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{captured}.args'\ncat > '{captured}'\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     config, _, _ = _deploy(tmp_path, http_server, launchers,
-                           notify_toml(0, method="sendmail", sendmail=str(fake), on_success=True))
+                           notify_toml(25, method="sendmail", sendmail=str(fake), on_success=True))
     run = doit(config, "update")
 
     assert run.returncode == 0, run.output
