@@ -50,9 +50,9 @@ def replace_symlink(link: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json(path: Path, data: Any, mode: int | None = None) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically (mode 0600 unless given)."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def read_json(path: Path) -> Any:

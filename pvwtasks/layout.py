@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .fsutil import read_json, write_json
 
@@ -234,8 +234,10 @@ class Record:
     def to_dict(self) -> dict:
         return asdict(self)  # type: ignore[call-overload]
 
+    file_mode: ClassVar[int | None] = None  # None: private to pvwtasks' user (0600)
+
     def save(self, path: Path) -> None:
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict(), self.file_mode)
 
     def replace(self: R, **changes) -> R:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
@@ -335,6 +337,8 @@ class LastRun(Record):
 @dataclass(frozen=True)
 class HashRecord(Record):
     """``www/hash.json``: the published identity of the live release."""
+
+    file_mode: ClassVar[int | None] = 0o644  # Apache's user must read it
 
     sha256: str
     version: str
