@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import msgpack
+import psutil
 import pytest
 import requests
 from wslink.chunking import UnChunker, generate_chunks
@@ -299,6 +301,44 @@ def test_release_pvpython_can_run_the_wslink_launcher_where_bundled(trees):
     assert families.launcher_python(info, trees["5.13"]) is None
 
 
+@pytest.mark.parametrize("family", ["5.9", "5.12"])
+def test_launcher_from_the_release_starts_a_default_app_session(trees, tmp_path, family):
+    """The release's own pvpython runs the wslink launcher; a POST starts the family's app; it says hello."""
+    tree = trees[family]
+    info = families.detect(tree, tree.name)
+    python = families.launcher_python(info, tree)
+    apps = families.default_apps(info, tree, tmp_path)
+    port, first = free_port(), free_port()
+    (tmp_path / "logs").mkdir()
+    config = {
+        "configuration": {"host": "127.0.0.1", "port": port, "endpoint": "paraview", "timeout": 25,
+                          "sessionURL": "ws://127.0.0.1:${port}/ws", "log_dir": str(tmp_path / "logs"),
+                          "proxy_file": str(tmp_path / "proxy.txt"), "fields": ["host", "port"]},
+        "resources": [{"host": "127.0.0.1", "port_range": [first, first]}],
+        "properties": {},
+        "apps": {name: spec.to_launcher() for name, spec in apps.items()},
+    }
+    (tmp_path / "launch.json").write_text(json.dumps(config))
+    launcher = subprocess.Popen([str(python), "-m", "wslink.launcher", str(tmp_path / "launch.json")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    try:
+        _wait_port(port, launcher)
+        reply = requests.post(f"http://127.0.0.1:{port}/paraview/", json={"application": "divvy"}, timeout=40)
+        assert reply.status_code == 200, reply.text
+        session = reply.json()
+        assert session["sessionURL"] == f"ws://127.0.0.1:{first}/ws"
+        hello, version = asyncio.run(_call(session["sessionURL"], session["secret"]))
+        assert "result" in hello, hello
+        assert version["result"]["app"] == "divvy" and version["result"]["family"] == family
+    finally:
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        launcher.terminate()
+        launcher.wait(10)
+        _, alive = psutil.wait_procs(children, timeout=5)
+        for child in alive:
+            child.kill()
+
+
 # --------------------------------------------------------------------------
 # default apps, exact argv (pure logic)
 # --------------------------------------------------------------------------
@@ -425,3 +465,17 @@ def test_cli_without_family_or_version_builds_the_legacy_standin(tmp_path):
         names = tar.getnames()
     top = demo.top_folder("5.13.0")
     assert f"{top}/lib/python{demo.PYTHON_TAG}/site-packages/paraview/web/pv_web_visualizer.py" in names
+
+
+def test_5_6_to_5_8_have_no_pvpython_real_and_no_apps_modules(tmp_path):
+    tarball = demo.build_release(tmp_path / demo.release_file_name("5.7.0"), "5.7.0", family=demo.family_of("5.7.0"))
+    assert tarball.name == "ParaView-5.7.0-MPI-Linux-Python3.7-64bit.tar.gz"
+    with tarfile.open(tarball) as tar:
+        tar.extractall(tmp_path / "x", filter="data")
+    tree = tmp_path / "x" / tarball.name.removesuffix(".tar.gz")
+    info = families.detect(tree, tree.name)
+    assert (info.family, info.pvpython_real, info.python_version) == (families.FAMILY_5_6, "", "3.7")
+    assert info.server_apps == ("visualizer", "lite", "divvy")
+    assert not (tree / info.site_packages / "paraview" / "apps").exists()
+    done = pvpython(tree, "-c", "import wslink; print('bundled')")
+    assert done.stdout.strip() == "bundled", done.stderr
