@@ -46,7 +46,6 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -182,9 +181,9 @@ def build_release(
     major_minor = ".".join(version.split(".")[:2])
     mtime = 1_700_000_000
     if family == "legacy":
-        entries = _legacy_entries(top, major_minor, tag, version, broken, python)
+        entries = _legacy_entries(major_minor, tag, version, broken, python)
     else:
-        entries = _family_entries(top, major_minor, tag, version, family, broken, python)
+        entries = _family_entries(major_minor, tag, version, family, broken, python)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
@@ -236,7 +235,7 @@ def _check_fill(value: str, what: str) -> None:
         raise ValueError(f"{what} {value!r} has a quote, $, backslash or newline; use a plainer path")
 
 
-def _legacy_entries(top: str, major_minor: str, tag: str, version: str, broken: str, python: str) -> list[Entry]:
+def _legacy_entries(major_minor: str, tag: str, version: str, broken: str, python: str) -> list[Entry]:
     site = f"lib/python{tag}/site-packages"
     entries: list[Entry] = [(folder, None, 0o755) for folder in (
         "bin", "lib", f"lib/python{tag}", site, f"{site}/paraview", f"{site}/paraview/web", "share",
@@ -251,7 +250,7 @@ def _legacy_entries(top: str, major_minor: str, tag: str, version: str, broken: 
     return entries
 
 
-def _family_entries(top: str, major_minor: str, tag: str, version: str, family: str, broken: str,
+def _family_entries(major_minor: str, tag: str, version: str, family: str, broken: str,
                     python: str) -> list[Entry]:
     """The files of a 5.9, 5.12, 5.13 or 6.1 stand-in, by RELEASES.md."""
     key = version_key(version)
