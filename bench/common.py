@@ -205,7 +205,8 @@ def build_release(folder: Path, version: str = "5.13.0", size: int = 0, files: i
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / (name or release_name(version))
     stamp = out.with_name(out.name + ".params")
-    params = f"{version} {size} {files} {demo.__file__} {os.path.getmtime(demo.__file__)}"
+    sources = [Path(demo.__file__), *sorted(demo.STANDIN.iterdir())]
+    params = f"{version} {size} {files} {demo.__file__} {max(os.path.getmtime(p) for p in sources)}"
     if out.is_file() and stamp.is_file() and stamp.read_text() == params:
         return out
     demo.build_release(out, version, filler_files=files, filler_bytes=size)

@@ -1,17 +1,33 @@
 """Generate a small *stand-in* ParaView release for offline demos, tests and benchmarks.
 
-The tarball is laid out like a ParaView Linux binary::
+Each stand-in is laid out like one family of ParaView Linux binaries (see
+RELEASES.md and :mod:`pvwtasks.families`), with the real file names:
 
-    ParaView-<ver>-MPI-Linux-Python3.X-x86_64/
-        bin/pvpython                       runs this project's Python
-        lib/python3.X/site-packages/paraview/web/pv_web_*.py   a small wslink app
-        share/paraview-<maj.min>/README.txt
+``legacy`` (the default of :func:`build_release`, the 4.x layout)::
 
-It is not ParaView: ``pvpython`` is a shell script that drops pvpython-only
-flags (``-dr``) and execs the Python that generated it, which has wslink,
-so the wslink launcher and the demo app really start.
+    ParaView-<ver>-MPI-Linux-Python<host X.Y>-x86_64/
+        bin/pvpython                                   runs this project's Python
+        lib/python<X.Y>/site-packages/paraview/web/pv_web_*.py   a small wslink app
 
-Run ``python -m pvwtasks.demo OUT.tar.gz [--version 5.13.0] [--broken hang|crash]``.
+``5.9`` (5.6 - 5.9), ``5.12`` (5.10 - 5.12), ``5.13`` and ``6.1`` (6.x)::
+
+    ParaView-5.12.1[-egl|-osmesa]-MPI-Linux-Python3.10-x86_64/
+        bin/pvpython, bin/pvpython-real (5.9 on)
+        lib/python3.10/site-packages/paraview/apps/<app>.py      (5.9 on)
+        lib/python3.10/site-packages/wslink/                     (5.6 - 5.12 only)
+        share/paraview-5.12/web/<app>/{server,www}/
+
+It is not ParaView.  The stand-in's ``pvpython`` runs the Python that
+generated it, isolated (``-s -S -E``) so that only the release's own
+site-packages are importable: a 5.13 or 6.1 stand-in cannot import wslink.
+Families that bundle wslink get it from the generating Python through a
+``.pth`` file inside the release's site-packages (wslink and its
+dependencies only).  The files come from ``pvwtasks/standin/``.
+
+Run ``python -m pvwtasks.demo OUT.tar.gz [--family 5.12 | --version 5.12.1]
+[--variant egl] [--broken hang|crash]``.  A ``--version`` alone implies its
+family; with neither, the legacy stand-in (5.13.0) is built, as before.
+When OUT is a folder, the release's real file name is used inside it.
 """
 
 from __future__ import annotations
@@ -20,9 +36,12 @@ import argparse
 import contextlib
 import gzip
 import io
+import json
 import lzma
 import os
 import random
+import re
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -37,78 +56,14 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 
 PYTHON_TAG = f"{sys.version_info.major}.{sys.version_info.minor}"
 
-PVPYTHON = """#!/bin/sh
-# Stand-in pvpython of the pvwtasks demo release (not ParaView): runs the
-# project's Python with the release's site-packages first on the path.
-here=$(cd "$(dirname "$0")/.." && pwd)
-export PYTHONPATH="$here/lib/python{tag}/site-packages${{PYTHONPATH:+:$PYTHONPATH}}"
-first=1
-for arg in "$@"; do
-  if [ "$first" = 1 ]; then set --; first=0; fi
-  case "$arg" in
-    -dr|--disable-registry|--force-offscreen-rendering) ;;
-    *) set -- "$@" "$arg" ;;
-  esac
-done
-exec {python} "$@"
-"""
+STANDIN = Path(__file__).with_name("standin")
 
-APP = '''"""Stand-in ParaViewWeb app of the pvwtasks demo release: a wslink echo server."""
-import argparse
-import sys
-
-from wslink import register as exportRpc
-from wslink import server
-from wslink.websocket import LinkProtocol, ServerProtocol
-
-BROKEN = {broken!r}
-VERSION = {version!r}
-
-
-class Echo(LinkProtocol):
-    @exportRpc("test.echo")
-    def echo(self, x):
-        return {{"echo": x}}
-
-    @exportRpc("demo.version")
-    def version(self):
-        return {{"version": VERSION}}
-
-
-class App(ServerProtocol):
-    authKey = "wslink-secret"
-
-    @staticmethod
-    def configure(options):
-        App.authKey = options.authKey
-
-    def initialize(self):
-        self.registerLinkProtocol(Echo())
-        self.updateSecret(App.authKey)
-
-
-if __name__ == "__main__":
-    if BROKEN == "crash":
-        sys.exit("demo release built broken: crashing at start")
-    if BROKEN == "hang":
-        print("demo release built broken: never ready", flush=True)
-        import time
-        while True:
-            time.sleep(3600)
-    parser = argparse.ArgumentParser(description="pvwtasks demo app")
-    server.add_arguments(parser)
-    parser.add_argument("--data-dir", default=".")
-    parser.add_argument("-f", "--force-flush", action="store_true")
-    args = parser.parse_args()
-    App.configure(args)
-    server.start_webserver(options=args, protocol=App)
-'''
+FAMILIES = ("legacy", "5.9", "5.12", "5.13", "6.1")
+DEFAULT_VERSION = {"legacy": "5.13.0", "5.9": "5.9.1", "5.12": "5.12.1", "5.13": "5.13.3", "6.1": "6.1.0"}
+VARIANTS = ("", "egl", "osmesa")
 
 APP_SCRIPTS = ("pv_web_visualizer.py", "pv_web_file_loader.py", "pv_web_data_prober.py")
-
-
-def top_folder(version: str) -> str:
-    return f"ParaView-{version}-MPI-Linux-Python{PYTHON_TAG}-x86_64"
+SERVER_APPS = ("visualizer", "lite", "divvy")  # the wslink apps 5.6 - 5.12 bundle
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644, mtime: float | None = None) -> None:
@@ -119,10 +74,70 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int = 0o644, mtime:
     tar.addfile(info, io.BytesIO(data))
 
 
+def version_key(version: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a ParaView version such as 5.12.1 or 6.0.20250903."""
+    numbers = [int(n) for n in re.findall(r"\d+", version)[:3]]
+    if len(numbers) < 2:
+        raise ValueError(f"not a ParaView version: {version!r}")
+    return tuple(numbers + [0] * (3 - len(numbers)))
+
+
+def family_of(version: str) -> str:
+    """The stand-in family a ParaView version belongs to: legacy, 5.9, 5.12, 5.13 or 6.1."""
+    key = version_key(version)[:2]
+    if key < (5, 6):
+        return "legacy"
+    if key < (5, 10):
+        return "5.9"
+    if key < (5, 13):
+        return "5.12"
+    if key == (5, 13):
+        return "5.13"
+    return "6.1"
+
+
+def python_tag_of(version: str) -> str:
+    """The Python minor a ParaView Linux binary of ``version`` ships (3.7 for 5.6 - 5.8, whose 2.7 builds
+    a stand-in cannot mimic)."""
+    key = version_key(version)[:2]
+    if key < (5, 9):
+        return "3.7"
+    if key < (5, 10):
+        return "3.8"
+    if key < (5, 12):
+        return "3.9"
+    if key < (5, 14):
+        return "3.10"
+    return "3.12"
+
+
+def top_folder(version: str, family: str = "legacy", variant: str = "", python_tag: str | None = None) -> str:
+    """The release's top folder, which is also its file name without ``.tar.gz``.
+
+    The legacy stand-in keeps its old name (the host's Python, ``x86_64``);
+    the others use ParaView's naming: ``ParaView-<ver>[-egl|-osmesa]-MPI-Linux-
+    Python<X.Y>-64bit`` up to 5.9 and ``-x86_64`` from 5.10 on.
+    """
+    if family == "legacy":
+        return f"ParaView-{version}-MPI-Linux-Python{python_tag or PYTHON_TAG}-x86_64"
+    arch = "64bit" if version_key(version)[:2] < (5, 10) else "x86_64"
+    parts = [f"ParaView-{version}", *([variant] if variant else []), "MPI", "Linux",
+             f"Python{python_tag or python_tag_of(version)}", arch]
+    return "-".join(parts)
+
+
+def release_file_name(version: str, family: str | None = None, variant: str = "", python_tag: str | None = None) -> str:
+    """The tarball's file name, e.g. ``ParaView-5.12.1-egl-MPI-Linux-Python3.10-x86_64.tar.gz``."""
+    return top_folder(version, family or family_of(version), variant, python_tag) + ".tar.gz"
+
+
 def build_release(
     out: Path,
     version: str = "5.13.0",
     *,
+    family: str = "legacy",
+    variant: str = "",
+    python_tag: str | None = None,
     broken: str = "",
     python: str = sys.executable,
     filler_files: int = 0,
@@ -132,28 +147,50 @@ def build_release(
 ) -> Path:
     """Write a stand-in release tarball to ``out`` (.tar.gz or .tar.xz) and return its path.
 
-    ``broken`` makes the app never become ready ("hang") or exit at once
-    ("crash").  ``filler_files``/``filler_bytes`` add share/ data with a mix of
-    random and text-like bytes, for benchmarks.  Same arguments and seed give
-    the same bytes.
+    ``family`` is one of FAMILIES; the default, ``legacy``, is the 4.x layout
+    the test suite has always deployed, whatever ``version`` says.  The
+    others follow ParaView's own layout for that family, with details by
+    ``version`` (``pvpython-real`` and ``paraview/apps`` from 5.9 on,
+    ``paraview/apps/trame.py`` from 5.10.1 on, ``--venv`` from 5.13 on).
+    ``variant`` ("egl", "osmesa") only changes the name, as in ParaView;
+    6.x has none.  ``python_tag`` overrides the Python minor of the name and
+    of ``lib/python<X.Y>`` (default: ParaView's for that version; the legacy
+    stand-in uses the host's).  ``broken`` makes the apps never become ready
+    ("hang") or exit at once ("crash").  ``filler_files``/``filler_bytes``
+    add share/ data with a mix of random and text-like bytes, for benchmarks.
+    Same arguments and seed give the same bytes.
 
     The archive is streamed to an adjacent temp file and renamed into place,
     so memory stays flat even for a 1 GiB / 30,000-file release.  gzip is
     written with ISA-L when available (``compresslevel`` 0-9 maps onto its
     levels 0-3), which is several times faster than zlib; the output is plain
-    gzip that any tool inflates.
+    gzip that any tool inflates.  Raises ValueError on a bad combination.
     """
-    top = top_folder(version)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown stand-in family {family!r}; one of {', '.join(FAMILIES)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; one of egl, osmesa or none")
+    if variant and family in ("legacy", "6.1"):
+        raise ValueError(f"the {family} stand-in has no {variant} variant (6.x is one universal build)")
+    if broken not in ("", "hang", "crash"):
+        raise ValueError(f"broken must be hang or crash, not {broken!r}")
+    _check_fill(python, "python")
+    version_key(version)
+    tag = python_tag or (PYTHON_TAG if family == "legacy" else python_tag_of(version))
+    top = top_folder(version, family, variant, tag)
     major_minor = ".".join(version.split(".")[:2])
-    site = f"{top}/lib/python{PYTHON_TAG}/site-packages"
     mtime = 1_700_000_000
+    if family == "legacy":
+        entries = _legacy_entries(major_minor, tag, version, broken, python)
+    else:
+        entries = _family_entries(major_minor, tag, version, family, broken, python)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "wb") as raw:
             with _compressor(raw, out, compresslevel, mtime) as packed:
                 with tarfile.open(fileobj=packed, mode="w|", format=tarfile.GNU_FORMAT) as tar:
-                    _add_release(tar, top, major_minor, site, version, broken, python, mtime)
+                    _write_entries(tar, top, entries, mtime)
                     if filler_files:
                         _add_filler(tar, f"{top}/share/paraview-{major_minor}/data", filler_files, filler_bytes,
                                     seed, mtime)
@@ -177,20 +214,134 @@ def _compressor(raw: BinaryIO, out: Path, compresslevel: int, mtime: int) -> Bin
     return gzip.GzipFile(filename=out.name, mode="wb", compresslevel=compresslevel, fileobj=raw, mtime=mtime)
 
 
-def _add_release(tar: tarfile.TarFile, top: str, major_minor: str, site: str, version: str, broken: str,
-                 python: str, mtime: int) -> None:
-    for folder in (top, f"{top}/bin", f"{top}/lib", f"{top}/lib/python{PYTHON_TAG}", site,
-                   f"{site}/paraview", f"{site}/paraview/web", f"{top}/share", f"{top}/share/paraview-{major_minor}"):
-        _add_dir(tar, folder, mtime)
-    pvpython = PVPYTHON.format(tag=PYTHON_TAG, python=_sh_quote(python))
-    _add(tar, f"{top}/bin/pvpython", pvpython.encode(), 0o755, mtime)
-    _add(tar, f"{site}/paraview/__init__.py", f'"""Stand-in paraview package {version}."""\n'.encode(), 0o644, mtime)
-    _add(tar, f"{site}/paraview/web/__init__.py", b"", 0o644, mtime)
-    app = APP.format(broken=broken, version=version).encode()
-    for script in APP_SCRIPTS:
-        _add(tar, f"{site}/paraview/web/{script}", app, 0o644, mtime)
+# An entry: (path relative to the top folder, bytes or None for a folder, mode).
+Entry = tuple[str, "bytes | None", int]
+
+
+def _standin(name: str, **values: str) -> bytes:
+    """A file of pvwtasks/standin/ with its ``@KEY@`` marks filled."""
+    text = (STANDIN / name).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = re.findall(r"@[A-Z_]+@", text)
+    if left:
+        raise ValueError(f"standin/{name}: unfilled {', '.join(sorted(set(left)))}")
+    return text.encode()
+
+
+def _check_fill(value: str, what: str) -> None:
+    """Refuse a value that would break out of the quotes it is filled into."""
+    if re.search(r"[\"'`$\\\n]", value):
+        raise ValueError(f"{what} {value!r} has a quote, $, backslash or newline; use a plainer path")
+
+
+def _legacy_entries(major_minor: str, tag: str, version: str, broken: str, python: str) -> list[Entry]:
+    site = f"lib/python{tag}/site-packages"
+    entries: list[Entry] = [(folder, None, 0o755) for folder in (
+        "bin", "lib", f"lib/python{tag}", site, f"{site}/paraview", f"{site}/paraview/web", "share",
+        f"share/paraview-{major_minor}")]
+    entries.append(("bin/pvpython", _standin("legacy_pvpython.sh", PYTHON_TAG=tag, PYTHON=python), 0o755))
+    entries.append((f"{site}/paraview/__init__.py", f'"""Stand-in paraview package {version}."""\n'.encode(), 0o644))
+    entries.append((f"{site}/paraview/web/__init__.py", b"", 0o644))
+    app = _standin("legacy_app.py", BROKEN=broken, VERSION=version)
+    entries += [(f"{site}/paraview/web/{script}", app, 0o644) for script in APP_SCRIPTS]
     readme = f"pvwtasks stand-in release {version}: not ParaView.\n".encode()
-    _add(tar, f"{top}/share/paraview-{major_minor}/README.txt", readme, 0o644, mtime)
+    entries.append((f"share/paraview-{major_minor}/README.txt", readme, 0o644))
+    return entries
+
+
+def _family_entries(major_minor: str, tag: str, version: str, family: str, broken: str,
+                    python: str) -> list[Entry]:
+    """The files of a 5.9, 5.12, 5.13 or 6.1 stand-in, by RELEASES.md."""
+    key = version_key(version)
+    site = f"lib/python{tag}/site-packages"
+    share = f"share/paraview-{major_minor}"
+    web = f"{share}/web"
+    entries: list[Entry] = []
+
+    def folder(path: str) -> None:
+        parts = path.split("/")
+        for n in range(1, len(parts) + 1):
+            sub = "/".join(parts[:n])
+            if not any(e[0] == sub for e in entries):
+                entries.append((sub, None, 0o755))
+
+    def add(path: str, data: bytes, mode: int = 0o644) -> None:
+        folder(path.rsplit("/", 1)[0])
+        entries.append((path, data, mode))
+
+    def stub(path: str, module: str) -> None:
+        add(path, _standin("stub.py", MODULE=module, VERSION=version))
+
+    real = _standin("pvpython_real.py", PYTHON=python, PYTHON_TAG=tag,
+                    HAS_VENV="1" if key[:2] >= (5, 13) else "0", HAS_BACKEND_OPTION="1" if key[0] >= 6 else "0")
+    if key[:2] >= (5, 9):
+        add("bin/pvpython", _standin("pvpython_launcher.sh"), 0o755)
+        add("bin/pvpython-real", real, 0o755)
+    else:
+        add("bin/pvpython", real, 0o755)
+    folder(f"lib/paraview-{major_minor}/plugins")
+    add(f"lib/paraview-{major_minor}/plugins/paraview.plugins.xml", b"<Plugins>\n</Plugins>\n")
+    stub(f"{site}/paraview/__init__.py", "paraview package")
+    if key[0] >= 6:
+        stub(f"{site}/paraview/simple/__init__.py", "paraview.simple package")
+    else:
+        stub(f"{site}/paraview/simple.py", "paraview.simple")
+    stub(f"{site}/paraview/web/__init__.py", "paraview.web")
+    if key[:2] >= (5, 10):
+        stub(f"{site}/paraview/web/venv.py", "paraview.web.venv")
+
+    app = _standin("app_echo.py", BROKEN=broken, VERSION=version, FAMILY=family)
+    if family in ("5.9", "5.12"):
+        # wslink bundled: marker folders as in ParaView, the code loaded from the host Python.
+        host = _host_wslink(python)
+        _check_fill(host["site"], "host site-packages")
+        add(f"{site}/pvwtasks_standin_wslink.py",
+            _standin("wslink_bundle.py", HOST_SITE=host["site"], ALLOWED=" ".join(host["allowed"])))
+        add(f"{site}/pvwtasks_standin_wslink.pth", _standin("wslink_bundle.pth"))
+        note = b"Stand-in: wslink is loaded from the Python that built this release (pvwtasks_standin_wslink.pth).\n"
+        add(f"{site}/wslink/STANDIN.txt", note)
+        if family == "5.9":
+            folder(f"{site}/twisted")
+            folder(f"{site}/autobahn")
+        else:
+            folder(f"{site}/wslink/backends/aiohttp")
+            for package in ("aiohttp", "yarl", "multidict"):
+                folder(f"{site}/{package}")
+    if family == "5.9":
+        for name in SERVER_APPS:
+            add(f"{web}/{name}/server/pvw-{name}.py", app, 0o755)
+    for name in (*SERVER_APPS, "glance") if family in ("5.9", "5.12") else ("glance",):
+        add(f"{web}/{name}/www/index.html", _standin("index.html", APP=name))
+    if key[:2] >= (5, 9):
+        stub(f"{site}/paraview/apps/__init__.py", "paraview.apps package")
+        modules = [*SERVER_APPS, "glance"] if family in ("5.9", "5.12") else ["glance"]
+        for name in modules:
+            add(f"{site}/paraview/apps/{name}.py", app)
+        if key >= (5, 10, 1):
+            add(f"{site}/paraview/apps/trame.py", _standin("apps_trame.py"))
+        if key[0] >= 6:
+            add(f"{site}/paraview/apps/packages.py", _standin("apps_packages.py"))
+    readme = f"pvwtasks stand-in of ParaView {version} ({family} family): not ParaView.\n".encode()
+    add(f"{share}/README.txt", readme)
+    return entries
+
+
+def _host_wslink(python: str) -> dict:
+    """Where ``python`` has wslink, and the top-level packages wslink needs (standin/hostinfo.py)."""
+    done = subprocess.run([python, "-s", str(STANDIN / "hostinfo.py")], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise ValueError(f"{python} cannot lend wslink to the stand-in: {done.stderr.strip() or done.returncode}")
+    return json.loads(done.stdout)
+
+
+def _write_entries(tar: tarfile.TarFile, top: str, entries: list[Entry], mtime: int) -> None:
+    _add_dir(tar, top, mtime)
+    for path, data, mode in entries:
+        if data is None:
+            _add_dir(tar, f"{top}/{path}", mtime)
+        else:
+            _add(tar, f"{top}/{path}", data, mode, mtime)
 
 
 def _add_dir(tar: tarfile.TarFile, name: str, mtime: int) -> None:
@@ -249,23 +400,32 @@ def _window(pool: bytes, size: int, rng: random.Random) -> bytes:
     return (pool * (size // len(pool) + 1))[:size]
 
 
-def _sh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build a stand-in ParaView release tarball (not ParaView).")
-    parser.add_argument("out", type=Path, help="output .tar.gz or .tar.xz path")
-    parser.add_argument("--version", default="5.13.0")
+    parser.add_argument("out", help="output .tar.gz or .tar.xz path, or a folder for the real file name")
+    parser.add_argument("--family", choices=FAMILIES, default=None,
+                        help="release family to mimic (default: the one --version implies; legacy without --version)")
+    parser.add_argument("--version", default=None, help="ParaView version (default: the family's, 5.13.0 for legacy)")
+    parser.add_argument("--variant", choices=["egl", "osmesa"], default="", help="headless variant in the name (5.x)")
+    parser.add_argument("--python-tag", default=None, help="Python minor of the release (default: ParaView's)")
     parser.add_argument("--broken", choices=["", "hang", "crash"], default="")
     parser.add_argument("--python", default=sys.executable, help="Python the stand-in pvpython runs")
     parser.add_argument("--filler-files", type=int, default=0)
     parser.add_argument("--filler-bytes", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    path = build_release(args.out, args.version, broken=args.broken, python=args.python,
-                         filler_files=args.filler_files, filler_bytes=args.filler_bytes, seed=args.seed)
-    print(f"stand-in release written to {path} ({os.path.getsize(path)} bytes)")
+    try:
+        family = args.family or (family_of(args.version) if args.version else "legacy")
+        version = args.version or DEFAULT_VERSION[family]
+        out = Path(args.out)
+        if out.is_dir() or args.out.endswith(os.sep):
+            out = out / release_file_name(version, family, args.variant, args.python_tag)
+        path = build_release(out, version, family=family, variant=args.variant, python_tag=args.python_tag,
+                             broken=args.broken, python=args.python, filler_files=args.filler_files,
+                             filler_bytes=args.filler_bytes, seed=args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(f"stand-in release ({family} family) written to {path} ({os.path.getsize(path)} bytes)")
     return 0
 
 

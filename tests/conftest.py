@@ -148,8 +148,9 @@ def http_server(tmp_path):
 
 
 def build_release(folder: Path, version: str = "5.13.0", name: str | None = None, **kwargs) -> Path:
-    """A stand-in release tarball in ``folder``; returns its path."""
-    name = name or f"ParaView-{version}-MPI-Linux-Python{demo.PYTHON_TAG}-x86_64.tar.gz"
+    """A stand-in release tarball in ``folder`` (legacy layout unless ``family=``); returns its path."""
+    name = name or demo.release_file_name(version, kwargs.get("family", "legacy"), kwargs.get("variant", ""),
+                                          kwargs.get("python_tag"))
     return demo.build_release(folder / name, version, **kwargs)
 
 

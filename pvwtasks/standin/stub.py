@@ -1,0 +1,3 @@
+"""Stand-in @MODULE@ of ParaView @VERSION@ (pvwtasks demo release, not ParaView)."""
+
+VERSION = "@VERSION@"
