@@ -14,7 +14,9 @@ from crontab import CronTab
 
 from conftest import build_release, free_port, run_doit, write_config
 from pvwtasks import config, render
+from pvwtasks.cron import doit_command
 from pvwtasks.errors import RenderError
+from pvwtasks.layout import LastRun
 from render_support import apache_configtest, httpd_conf, render_config, tls_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,12 +152,12 @@ def test_crontab_parses_and_runs_this_dodo_with_the_venv(deployed):
     assert len(jobs) == 2 and all(job.is_valid() for job in jobs)
     update, rotate = jobs
     assert str(update.slices) == "0 4 * * 1" and str(rotate.slices) == "55 3 * * 1"
-    doit = render.doit_command()[0]
+    doit = doit_command()[0]
     assert os.access(doit, os.X_OK)
     assert f"{doit} -f /abs/dodo.py update config={deployed.path}" in update.command
     assert update.command.endswith(f">> {deployed.layout.update_log} 2>&1")
     assert update.command.startswith("PATH=" + str(Path(doit).parent) + ":")
-    assert rotate.command.endswith(f"logrotate -s {render.logrotate_state(deployed.layout)} "
+    assert rotate.command.endswith(f"logrotate -s {deployed.layout.logrotate_state} "
                                    f"{render.output_path(deployed.layout, 'logrotate')}")
 
 
@@ -174,9 +176,8 @@ def test_index_page_escapes_everything_and_shows_the_release(deployed, tmp_path)
     apps = dict(deployed.launcher.apps)
     apps['<script>alert("x")</script>'] = apps["visualizer"]
     settings = dataclasses.replace(deployed, launcher=dataclasses.replace(deployed.launcher, apps=apps))
-    deployed.layout.state.mkdir(parents=True, exist_ok=True)
-    (deployed.layout.state / "last-run.json").write_text(json.dumps(
-        {"result": "failed", "finished": 0, "host": "h<b>", "failed": {"down<load>": "x"}}))
+    LastRun(started=0, finished=0, result="failed", host="h<b>", failed={"down<load>": "x"}).save(
+        deployed.layout.last_run_record)
     render.render_file(settings, "index")
     html = render.output_path(settings.layout, "index").read_text()
     assert "<script>" not in html

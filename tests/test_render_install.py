@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release, run_doit
-from pvwtasks import config, render
+from pvwtasks import apache, config, cron, render
 from pvwtasks.errors import RenderError
 from render_support import fake_crontab, httpd_conf, render_config, tls_files
 
@@ -39,7 +39,7 @@ def test_install_cron_adds_only_its_block_and_keeps_other_lines(cron_setup):
     lines = store.read_text().splitlines()
     assert lines[:3] == OTHER_LINES
     root = config.load(cfg).layout.root
-    begin, end = render.cron_markers(config.load(cfg).layout)
+    begin, end = cron.cron_markers(config.load(cfg).layout)
     assert begin == f"# BEGIN pvwtasks {root}" and lines[3] == begin and lines[-1] == end
     body = [line for line in lines[4:-1] if not line.startswith("#")]
     assert len(body) == 2
@@ -112,10 +112,10 @@ def test_a_failing_crontab_program_fails_the_task_with_one_line(cron_setup, tmp_
 
 def test_an_unterminated_block_is_left_alone(cron_setup):
     settings = config.load(cron_setup["config"])
-    begin, _end = render.cron_markers(settings.layout)
+    begin, _end = cron.cron_markers(settings.layout)
     cron_setup["store"].write_text(f"{begin}\n* * * * * true\n")
     with pytest.raises(RenderError, match="no '# END pvwtasks"):
-        render.uninstall_cron(settings)
+        cron.uninstall_cron(settings)
     assert cron_setup["store"].read_text() == f"{begin}\n* * * * * true\n"
 
 
@@ -164,14 +164,14 @@ def test_install_vhost_copies_enables_tests_then_reloads(apache_setup):
     assert link.resolve() == dest.resolve()
     assert apache_setup["calls"].read_text().splitlines() == ["configtest", "graceful"]
     # Already installed: nothing is copied, tested or reloaded again.
-    render.install_vhost(settings)
+    apache.install_vhost(settings)
     assert apache_setup["calls"].read_text().splitlines() == ["configtest", "graceful"]
 
 
 def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_previous(apache_setup, tmp_path):
     settings = apache_setup["settings"]
     render.render_file(settings, "vhost")
-    render.install_vhost(settings)
+    apache.install_vhost(settings)
     dest = apache_setup["sites"] / "pvw-vhost.conf"
     good = dest.read_bytes()
     # Broken: TLS with a certificate that is gone by the time the vhost is installed.
@@ -181,7 +181,7 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
     render.render_file(broken, "vhost")
     cert.unlink()
     with pytest.raises(RenderError) as err:
-        render.install_vhost(broken)
+        apache.install_vhost(broken)
     message = str(err.value)
     assert "configtest` rejects pvw-vhost.conf, previous state restored" in message
     assert "SSLCertificateFile" in message and "\n" not in message
@@ -198,6 +198,6 @@ def test_install_vhost_failing_first_install_leaves_nothing(apache_setup, tmp_pa
     render.render_file(broken, "vhost")
     cert.unlink()  # gone between rendering and installing
     with pytest.raises(RenderError, match="configtest"):
-        render.install_vhost(broken)
+        apache.install_vhost(broken)
     assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
     assert "graceful" not in apache_setup["calls"].read_text()
