@@ -11,7 +11,8 @@ import pytest
 
 from conftest import build_release, run_doit
 from pvwtasks import apache, config, cron, render
-from pvwtasks.errors import RenderError
+from pvwtasks.errors import MissingProgram, RenderError
+from support import tomlfile
 from render_support import fake_crontab, httpd_conf, render_config, tls_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,7 +61,7 @@ def test_install_cron_replaces_its_block_in_place_after_a_schedule_change(cron_s
     store.write_text(OTHER_LINES[0] + "\n")
     assert run_doit(cfg, "install_cron").returncode == 0
     store.write_text(store.read_text() + OTHER_LINES[2] + "\n")
-    cfg.write_text(cfg.read_text().replace("[cron]\n", '[cron]\nupdate = "30 2 * * *"\n'))
+    tomlfile.update(cfg, {"cron": {"update": "30 2 * * *"}})
     result = run_doit(cfg, "install_cron")
     assert result.returncode == 0, result.output
     lines = store.read_text().splitlines()
@@ -103,10 +104,20 @@ def test_a_failing_crontab_program_fails_the_task_with_one_line(cron_setup, tmp_
     broken.write_text("#!/bin/sh\necho 'crontab: cannot open spool' >&2\nexit 1\n")
     broken.chmod(0o755)
     cfg = cron_setup["config"]
-    cfg.write_text(cfg.read_text().replace(str(cron_setup["program"]), str(broken)))
+    tomlfile.update(cfg, {"cron": {"crontab": str(broken)}})
     result = run_doit(cfg, "install_cron")
     assert result.returncode == 1
     assert "ERROR: install_cron:" in result.stderr and "cannot open spool" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_crontab_program_says_how_to_install_it(cron_setup):
+    cfg = cron_setup["config"]
+    tomlfile.update(cfg, {"cron": {"crontab": "pvw-no-such-crontab"}})
+    result = run_doit(cfg, "install_cron")
+    assert result.returncode == 1
+    assert "ERROR: install_cron: reading the crontab: the pvw-no-such-crontab program is missing" in result.stderr
+    assert "apt-get install cron" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -201,3 +212,12 @@ def test_install_vhost_failing_first_install_leaves_nothing(apache_setup, tmp_pa
         apache.install_vhost(broken)
     assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
     assert "graceful" not in apache_setup["calls"].read_text()
+
+
+def test_install_vhost_without_apachectl_leaves_nothing_enabled(apache_setup):
+    settings = apache_setup["settings"]
+    render.render_file(settings, "vhost")
+    missing = dataclasses.replace(settings, web=dataclasses.replace(settings.web, apachectl="pvw-no-such-apachectl"))
+    with pytest.raises(MissingProgram, match="apt-get install apache2"):
+        apache.install_vhost(missing)
+    assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
