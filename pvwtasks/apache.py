@@ -86,6 +86,19 @@ def _apachectl(settings: Settings) -> list[str]:
     return words
 
 
+def _site_paths(settings: Settings) -> tuple[Path, Path]:
+    """(the site file in ``[web] sites_dir``, its link in ``[web] enabled_dir``); RenderError when a folder is missing."""
+    web = settings.web
+    sites, enabled = Path(web.sites_dir), Path(web.enabled_dir)
+    for folder in (sites, enabled):
+        if not folder.is_dir():
+            raise RenderError(f"{folder}: no such folder; is Apache installed? (see [web] sites_dir, enabled_dir)")
+    link = enabled / web.site_name
+    if link.exists() and not link.is_symlink():
+        raise RenderError(f"{link} is a real file, not a link; move it away first")
+    return sites / web.site_name, link
+
+
 def _restore(path: Path, text: bytes | None, link: Path, target: str | None) -> None:
     """Put back the site file and its link as they were (None: there was none)."""
     if text is None:
@@ -102,31 +115,25 @@ def install_vhost(settings: Settings) -> None:
     """Install the rendered vhost into Apache: copy, enable, configtest, then reload gracefully.
 
     Copies conf/pvw-vhost.conf to ``[web] sites_dir/site_name`` and links
-    it from ``[web] enabled_dir``.  When ``apachectl configtest`` fails, the
-    previous file and link are put back and RenderError carries the
-    configtest output; Apache is not reloaded then.  Does nothing when the
-    same file is already installed and enabled.
+    it from ``[web] enabled_dir``.  When ``apachectl configtest`` fails
+    (or apachectl is missing: MissingProgram), the previous file and link
+    are put back and RenderError carries the configtest output; Apache is
+    not reloaded then.  Does nothing when the same file is already
+    installed and enabled.
     """
-    web = settings.web
     source = settings.layout.vhost_file
     try:
         text = source.read_bytes()
     except OSError:
         raise RenderError(f"{source} is missing; run `doit render_vhost` first") from None
-    sites, enabled = Path(web.sites_dir), Path(web.enabled_dir)
-    for folder in (sites, enabled):
-        if not folder.is_dir():
-            raise RenderError(f"{folder}: no such folder; is Apache installed? (see [web] sites_dir, enabled_dir)")
-    dest, link = sites / web.site_name, enabled / web.site_name
+    dest, link = _site_paths(settings)
     old_text = dest.read_bytes() if dest.is_file() else None
     old_link = os.readlink(link) if link.is_symlink() else None
-    if link.exists() and not link.is_symlink():
-        raise RenderError(f"{link} is a real file, not a link; move it away first")
-    if old_text == text and old_link is not None and (enabled / old_link).resolve() == dest.resolve():
+    if old_text == text and old_link is not None and (link.parent / old_link).resolve() == dest.resolve():
         log.info("%s is already installed and enabled", dest)
         return
     atomic_write_bytes(dest, text, 0o644)
-    replace_symlink(link, os.path.relpath(dest, enabled))
+    replace_symlink(link, os.path.relpath(dest, link.parent))
     apachectl = _apachectl(settings)
     try:
         test = programs.run([*apachectl, "configtest"], "apache configtest", _INSTALL_HINT)
@@ -136,7 +143,7 @@ def install_vhost(settings: Settings) -> None:
     if test.returncode != 0:
         _restore(dest, old_text, link, old_link)
         output = "; ".join(line.strip() for line in (test.stdout + test.stderr).splitlines() if line.strip())
-        raise RenderError(f"`{' '.join(apachectl)} configtest` rejects {web.site_name}, previous state restored: "
+        raise RenderError(f"`{' '.join(apachectl)} configtest` rejects {dest.name}, previous state restored: "
                           f"{output or 'exit status ' + str(test.returncode)}")
     reload = programs.run([*apachectl, "graceful"], "apache graceful reload", _INSTALL_HINT)
     if reload.returncode != 0:
