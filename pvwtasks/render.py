@@ -322,7 +322,7 @@ class Output:
     check: Callable[[Settings, Path], None] | None = None  # (settings, candidate file); raises RenderError
 
 
-OUTPUTS: dict[str, Output] = {output.name: output for output in (
+OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
     Output("vhost", "vhost.conf.j2", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
     Output("launcher", "launch.json.j2", attrgetter("launch_json"), _launcher_values, check=_check_json),
     Output("start", "start.sh.j2", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
