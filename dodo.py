@@ -6,7 +6,7 @@ Cron runs ``doit update``; every step below is also a task of its own
 tasks: the work is done by the ``pvwtasks`` modules.
 """
 
-from pvwtasks import launcher, notify, pipeline, render, status
+from pvwtasks import apache, cron, launcher, notify, pipeline, render, status
 from pvwtasks.doit_adapter import RUN, changed, check, doit_config, dodo_path, load_settings, progress_bar, step
 from pvwtasks.install import installed_record
 from pvwtasks.lock import acquire
@@ -16,7 +16,6 @@ LAYOUT = SETTINGS.layout
 DOIT_CONFIG = doit_config(SETTINGS)
 
 _LOCKED = ["lock"]
-_TEMPLATES = render.TEMPLATE_DIR
 
 
 def task_lock():
@@ -100,7 +99,7 @@ def task_proxy_file():
 def _render_task(name, sections=(), extra=None, file_dep=(), uptodate=(), **values):
     return {
         "actions": [step(render.render_file, SETTINGS, name, **values)],
-        "file_dep": [_TEMPLATES / render.TEMPLATES[name], *file_dep],
+        "file_dep": [render.template_file(name), *file_dep],
         "targets": [render.output_path(LAYOUT, name)],
         "uptodate": [changed(SETTINGS, f"render_{name}", *sections, extra=extra), *uptodate],
         "task_dep": _LOCKED,
@@ -149,7 +148,7 @@ def task_render_cron():
     dodo = str(dodo_path())
     return _render_task("cron", dodo=dodo, extra={
         **_keys("cron", "update", "logrotate"), "dodo": dodo, "config": str(SETTINGS.path),
-        "doit": render.doit_command(), "path": render.cron_path(),
+        "doit": cron.doit_command(), "path": cron.cron_path(),
     })
 
 
@@ -234,16 +233,16 @@ def task_notify_test():
 
 def task_install_cron():
     """Install pvwtasks' marked block into the user's crontab (other lines untouched)."""
-    return {"actions": [step(render.install_cron, SETTINGS)], "file_dep": [render.output_path(LAYOUT, "cron")],
+    return {"actions": [step(cron.install_cron, SETTINGS)], "file_dep": [render.output_path(LAYOUT, "cron")],
             "uptodate": [False], "task_dep": ["render_cron"]}
 
 
 def task_uninstall_cron():
     """Remove pvwtasks' marked block from the user's crontab."""
-    return {"actions": [step(render.uninstall_cron, SETTINGS)], "uptodate": [False]}
+    return {"actions": [step(cron.uninstall_cron, SETTINGS)], "uptodate": [False]}
 
 
 def task_install_vhost():
     """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
-    return {"actions": [step(render.install_vhost, SETTINGS)], "uptodate": [False],
+    return {"actions": [step(apache.install_vhost, SETTINGS)], "uptodate": [False],
             "task_dep": ["render_vhost", "proxy_file"]}

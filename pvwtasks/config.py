@@ -16,6 +16,7 @@ import grp
 import os
 import pwd
 import re
+import sys
 import tomllib
 import types
 import typing
@@ -27,6 +28,8 @@ from urllib.parse import urlsplit
 from .errors import ConfigError
 from .layout import Layout
 
+# The documented config, which deploys the demo: config/pvw.toml of the source tree.  A wheel ships
+# the same file as pvwtasks/example/pvw.toml (see example_text) but has no default config.
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
 
@@ -320,7 +323,8 @@ def _read_toml(path: Path) -> dict:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} or config=PATH)") from None
+        raise ConfigError(f"{path}: config file not found (set {CONFIG_ENV} or config=PATH; "
+                          f"`python -m pvwtasks.config --example` prints a documented one)") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
@@ -474,3 +478,42 @@ def current_user() -> str:
 def current_group() -> str:
     """Name of the primary group of the user running pvwtasks."""
     return grp.getgrgid(os.getgid()).gr_name
+
+
+def example_text() -> str:
+    """The documented config (``config/pvw.toml``) as text.
+
+    pyproject.toml ships that one file in the wheel as
+    ``pvwtasks/example/pvw.toml``; in a source tree it is read in place.
+    """
+    from importlib import resources
+
+    shipped = resources.files(__package__).joinpath("example", "pvw.toml")
+    return (shipped if shipped.is_file() else DEFAULT_CONFIG).read_text(encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pvwtasks.config``: print the documented config (``--example``) or check one."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pvwtasks.config",
+                                     description="Print the documented example config, or check a config file.")
+    parser.add_argument("--example", action="store_true",
+                        help="print the documented config, to copy to e.g. /etc/pvwtasks.toml and edit")
+    parser.add_argument("config", nargs="?", help=f"config file to check (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
+    args = parser.parse_args(argv)
+    if args.example:
+        sys.stdout.write(example_text())
+        return 0
+    path = config_path(args.config)
+    try:
+        load(path)
+    except ConfigError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

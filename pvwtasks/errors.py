@@ -45,3 +45,11 @@ class LockHeld(PvwError):
 
 class NotifyError(PvwError):
     """A notification mail could not be sent."""
+
+
+class ProgramError(PvwError):
+    """A system program pvwtasks runs (crontab, apachectl, logrotate) could not be run to the end."""
+
+
+class MissingProgram(ProgramError):
+    """A program the deployment needs is not installed."""

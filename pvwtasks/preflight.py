@@ -11,22 +11,10 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 
+from . import programs
 from .config import Settings
-from .errors import PvwError
-
-_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
-
-
-class MissingProgram(PvwError):
-    """A program the deployment needs is not installed."""
-
-
-def search_path() -> str:
-    """``PATH`` with the sbin folders added, like the rendered crontab's PATH."""
-    parts = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
-    return os.pathsep.join(parts + [p for p in _SBIN if p not in parts])
+from .errors import MissingProgram
 
 
 def required_programs(settings: Settings) -> dict[str, str]:
@@ -48,8 +36,7 @@ def required_programs(settings: Settings) -> dict[str, str]:
 
 def missing_programs(settings: Settings) -> dict[str, str]:
     """The required programs that cannot be found, with why each is needed."""
-    path = search_path()
-    return {name: why for name, why in required_programs(settings).items() if shutil.which(name, path=path) is None}
+    return {name: why for name, why in required_programs(settings).items() if programs.find(name) is None}
 
 
 def check(settings: Settings) -> None:

@@ -14,7 +14,10 @@ from crontab import CronTab
 
 from conftest import build_release, free_port, run_doit, write_config
 from pvwtasks import config, render
+from pvwtasks.cron import doit_command
 from pvwtasks.errors import RenderError
+from pvwtasks.layout import LastRun
+from support import tomlfile
 from render_support import apache_configtest, httpd_conf, render_config, tls_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -150,12 +153,12 @@ def test_crontab_parses_and_runs_this_dodo_with_the_venv(deployed):
     assert len(jobs) == 2 and all(job.is_valid() for job in jobs)
     update, rotate = jobs
     assert str(update.slices) == "0 4 * * 1" and str(rotate.slices) == "55 3 * * 1"
-    doit = render.doit_command()[0]
+    doit = doit_command()[0]
     assert os.access(doit, os.X_OK)
     assert f"{doit} -f /abs/dodo.py update config={deployed.path}" in update.command
     assert update.command.endswith(f">> {deployed.layout.update_log} 2>&1")
     assert update.command.startswith("PATH=" + str(Path(doit).parent) + ":")
-    assert rotate.command.endswith(f"logrotate -s {render.logrotate_state(deployed.layout)} "
+    assert rotate.command.endswith(f"logrotate -s {deployed.layout.logrotate_state} "
                                    f"{render.output_path(deployed.layout, 'logrotate')}")
 
 
@@ -174,9 +177,8 @@ def test_index_page_escapes_everything_and_shows_the_release(deployed, tmp_path)
     apps = dict(deployed.launcher.apps)
     apps['<script>alert("x")</script>'] = apps["visualizer"]
     settings = dataclasses.replace(deployed, launcher=dataclasses.replace(deployed.launcher, apps=apps))
-    deployed.layout.state.mkdir(parents=True, exist_ok=True)
-    (deployed.layout.state / "last-run.json").write_text(json.dumps(
-        {"result": "failed", "finished": 0, "host": "h<b>", "failed": {"down<load>": "x"}}))
+    LastRun(started=0, finished=0, result="failed", host="h<b>", failed={"down<load>": "x"}).save(
+        deployed.layout.last_run_record)
     render.render_file(settings, "index")
     html = render.output_path(settings.layout, "index").read_text()
     assert "<script>" not in html
@@ -241,8 +243,7 @@ def test_render_vhost_is_checked_by_apache_and_a_rejected_one_is_not_published(t
     vhost = tmp_path / "root" / "conf" / "pvw-vhost.conf"
     good = vhost.read_text()
 
-    text = config.read_text().replace("[web]\n", '[web]\ntls_certificate = "missing.pem"\ntls_key = "missing.key"\n')
-    config.write_text(text)
+    tomlfile.update(config, {"web": {"tls_certificate": "missing.pem", "tls_key": "missing.key"}})
     result = run_doit(config, "render_vhost")
 
     assert result.returncode != 0
@@ -250,3 +251,28 @@ def test_render_vhost_is_checked_by_apache_and_a_rejected_one_is_not_published(t
     assert "missing.pem" in result.stderr
     assert vhost.read_text() == good
     assert not list(vhost.parent.glob(".pvw-vhost.conf*"))
+
+
+@pytest.mark.parametrize("name", list(render.OUTPUTS))
+def test_each_output_is_published_with_its_mode_and_passes_its_check(deployed, name):
+    entry = render.OUTPUTS[name]
+    assert render.template_file(name).is_file()
+    render.render_file(deployed, name)
+    out = entry.path(deployed.layout)
+    assert out == render.output_path(deployed.layout, name)
+    assert stat.S_IMODE(out.stat().st_mode) == entry.mode
+    assert not list(out.parent.glob(f".{out.name}*"))  # no candidate or temp file left
+    if entry.check is not None:
+        entry.check(deployed, out)  # raises RenderError when the program that reads it rejects it
+
+
+_BROKEN = {"vhost": "<VirtualHost *:80>\n", "launcher": '{"apps": [1, 2', "start": "if then fi\n",
+           "logrotate": "/tmp/x.log {\n    rotate\n"}
+
+
+@pytest.mark.parametrize("name", [name for name, entry in render.OUTPUTS.items() if entry.check is not None])
+def test_each_check_rejects_a_broken_file(deployed, tmp_path, name):
+    broken = tmp_path / "broken"
+    broken.write_text(_BROKEN[name])
+    with pytest.raises(RenderError):
+        render.OUTPUTS[name].check(deployed, broken)

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import build_release, run_doit, stop_deployment_processes
 from pvwtasks import config
+from support import tomlfile
 from render_support import render_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -31,12 +32,6 @@ def deployed(tmp_path, http_server):
     stop_deployment_processes(tmp_path / "root")
 
 
-def _edit(cfg, old: str, new: str) -> None:
-    text = cfg.read_text()
-    assert old in text
-    cfg.write_text(text.replace(old, new, 1))
-
-
 def test_only_what_a_config_change_touches_is_rendered_again(deployed):
     cfg = deployed
     assert run_doit(cfg, "install").returncode == 0
@@ -45,18 +40,18 @@ def test_only_what_a_config_change_touches_is_rendered_again(deployed):
     assert _rendered(first.output) == set(RENDER)
     again = run_doit(cfg, *RENDER)
     assert _rendered(again.output) == set()
-    _edit(cfg, 'server_name = "127.0.0.1"', 'server_name = "pvw.example.org"')
+    tomlfile.update(cfg, {"web": {"server_name": "pvw.example.org"}})
     renamed = run_doit(cfg, *RENDER)
     assert renamed.returncode == 0, renamed.output
     assert _rendered(renamed.output) == {"render_vhost", "render_launcher", "render_index"}
     root = config.load(cfg).layout
     assert "ServerName pvw.example.org" in (root.conf / "pvw-vhost.conf").read_text()
     assert "ws://pvw.example.org:" in (root.conf / "launch.json").read_text()
-    _edit(cfg, "proxy_timeout = 600", "proxy_timeout = 7200")
+    tomlfile.update(cfg, {"web": {"proxy_timeout": 7200}})
     assert _rendered(run_doit(cfg, *RENDER).output) == {"render_vhost"}
-    cfg.write_text(cfg.read_text() + '\n[logrotate]\nsize = "20M"\n')
+    tomlfile.update(cfg, {"logrotate": {"size": "20M"}})
     assert _rendered(run_doit(cfg, *RENDER).output) == {"render_logrotate"}
-    cfg.write_text(cfg.read_text() + '\n[cron]\nupdate = "15 1 * * *"\n')
+    tomlfile.update(cfg, {"cron": {"update": "15 1 * * *"}})
     assert _rendered(run_doit(cfg, *RENDER).output) == {"render_cron"}
     assert _rendered(run_doit(cfg, *RENDER).output) == set()
 
@@ -73,7 +68,7 @@ def test_an_update_rerun_with_nothing_changed_renders_nothing(deployed):
     third = run_doit(cfg, "update")
     assert third.returncode == 0, third.output
     assert _rendered(third.output) == set()
-    _edit(cfg, 'server_name = "127.0.0.1"', 'server_name = "pvw.example.org"')
+    tomlfile.update(cfg, {"web": {"server_name": "pvw.example.org"}})
     renamed = run_doit(cfg, "update")
     assert renamed.returncode == 0, renamed.output
     assert _rendered(renamed.output) == {"render_vhost", "render_launcher", "render_index"}

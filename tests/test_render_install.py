@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release, run_doit
-from pvwtasks import config, render
-from pvwtasks.errors import RenderError
+from pvwtasks import apache, config, cron, render
+from pvwtasks.errors import MissingProgram, RenderError
+from support import tomlfile
 from render_support import fake_crontab, httpd_conf, render_config, tls_files
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,7 +40,7 @@ def test_install_cron_adds_only_its_block_and_keeps_other_lines(cron_setup):
     lines = store.read_text().splitlines()
     assert lines[:3] == OTHER_LINES
     root = config.load(cfg).layout.root
-    begin, end = render.cron_markers(config.load(cfg).layout)
+    begin, end = cron.cron_markers(config.load(cfg).layout)
     assert begin == f"# BEGIN pvwtasks {root}" and lines[3] == begin and lines[-1] == end
     body = [line for line in lines[4:-1] if not line.startswith("#")]
     assert len(body) == 2
@@ -60,7 +61,7 @@ def test_install_cron_replaces_its_block_in_place_after_a_schedule_change(cron_s
     store.write_text(OTHER_LINES[0] + "\n")
     assert run_doit(cfg, "install_cron").returncode == 0
     store.write_text(store.read_text() + OTHER_LINES[2] + "\n")
-    cfg.write_text(cfg.read_text().replace("[cron]\n", '[cron]\nupdate = "30 2 * * *"\n'))
+    tomlfile.update(cfg, {"cron": {"update": "30 2 * * *"}})
     result = run_doit(cfg, "install_cron")
     assert result.returncode == 0, result.output
     lines = store.read_text().splitlines()
@@ -103,19 +104,29 @@ def test_a_failing_crontab_program_fails_the_task_with_one_line(cron_setup, tmp_
     broken.write_text("#!/bin/sh\necho 'crontab: cannot open spool' >&2\nexit 1\n")
     broken.chmod(0o755)
     cfg = cron_setup["config"]
-    cfg.write_text(cfg.read_text().replace(str(cron_setup["program"]), str(broken)))
+    tomlfile.update(cfg, {"cron": {"crontab": str(broken)}})
     result = run_doit(cfg, "install_cron")
     assert result.returncode == 1
     assert "ERROR: install_cron:" in result.stderr and "cannot open spool" in result.stderr
     assert "Traceback" not in result.output
 
 
+def test_a_missing_crontab_program_says_how_to_install_it(cron_setup):
+    cfg = cron_setup["config"]
+    tomlfile.update(cfg, {"cron": {"crontab": "pvw-no-such-crontab"}})
+    result = run_doit(cfg, "install_cron")
+    assert result.returncode == 1
+    assert "ERROR: install_cron: reading the crontab: the pvw-no-such-crontab program is missing" in result.stderr
+    assert "apt-get install cron" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_an_unterminated_block_is_left_alone(cron_setup):
     settings = config.load(cron_setup["config"])
-    begin, _end = render.cron_markers(settings.layout)
+    begin, _end = cron.cron_markers(settings.layout)
     cron_setup["store"].write_text(f"{begin}\n* * * * * true\n")
     with pytest.raises(RenderError, match="no '# END pvwtasks"):
-        render.uninstall_cron(settings)
+        cron.uninstall_cron(settings)
     assert cron_setup["store"].read_text() == f"{begin}\n* * * * * true\n"
 
 
@@ -164,14 +175,14 @@ def test_install_vhost_copies_enables_tests_then_reloads(apache_setup):
     assert link.resolve() == dest.resolve()
     assert apache_setup["calls"].read_text().splitlines() == ["configtest", "graceful"]
     # Already installed: nothing is copied, tested or reloaded again.
-    render.install_vhost(settings)
+    apache.install_vhost(settings)
     assert apache_setup["calls"].read_text().splitlines() == ["configtest", "graceful"]
 
 
 def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_previous(apache_setup, tmp_path):
     settings = apache_setup["settings"]
     render.render_file(settings, "vhost")
-    render.install_vhost(settings)
+    apache.install_vhost(settings)
     dest = apache_setup["sites"] / "pvw-vhost.conf"
     good = dest.read_bytes()
     # Broken: TLS with a certificate that is gone by the time the vhost is installed.
@@ -181,7 +192,7 @@ def test_install_vhost_refuses_a_config_that_fails_configtest_and_restores_the_p
     render.render_file(broken, "vhost")
     cert.unlink()
     with pytest.raises(RenderError) as err:
-        render.install_vhost(broken)
+        apache.install_vhost(broken)
     message = str(err.value)
     assert "configtest` rejects pvw-vhost.conf, previous state restored" in message
     assert "SSLCertificateFile" in message and "\n" not in message
@@ -198,6 +209,15 @@ def test_install_vhost_failing_first_install_leaves_nothing(apache_setup, tmp_pa
     render.render_file(broken, "vhost")
     cert.unlink()  # gone between rendering and installing
     with pytest.raises(RenderError, match="configtest"):
-        render.install_vhost(broken)
+        apache.install_vhost(broken)
     assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
     assert "graceful" not in apache_setup["calls"].read_text()
+
+
+def test_install_vhost_without_apachectl_leaves_nothing_enabled(apache_setup):
+    settings = apache_setup["settings"]
+    render.render_file(settings, "vhost")
+    missing = dataclasses.replace(settings, web=dataclasses.replace(settings.web, apachectl="pvw-no-such-apachectl"))
+    with pytest.raises(MissingProgram, match="apt-get install apache2"):
+        apache.install_vhost(missing)
+    assert not list(apache_setup["sites"].iterdir()) and not list(apache_setup["enabled"].iterdir())
