@@ -20,10 +20,11 @@ from pathlib import Path
 
 import jinja2
 
-from . import apache, install
+from . import apache, releases
 from .config import Layout, Settings, current_group, current_user
 from .errors import RenderError
 from .fsutil import atomic_write_bytes, atomic_write_text, read_json, replace_symlink
+from .layout import ReleaseRecord
 from .runlog import last_run_path
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ def session_url(settings: Settings) -> str:
     return f"{scheme}://{host}/proxy?sessionId=${{id}}&path=ws"
 
 
-def live_tree(settings: Settings) -> tuple[install.Release, Path]:
+def live_tree(settings: Settings) -> tuple[ReleaseRecord, Path]:
     """The live release and its folder; RenderError when nothing is installed yet."""
-    release = install.live_release(settings.layout)
+    release = releases.live_release(settings.layout)
     if release is None:
         raise RenderError("no release installed yet; run `doit install` (or `doit update`) first")
     return release, settings.layout.versions / release.name
@@ -162,11 +163,7 @@ def session_log_dir(layout: Layout) -> Path:
 
 def launcher_url(settings: Settings) -> str:
     """The launcher's own URL (with the trailing slash it requires), as Apache reaches it."""
-    launcher = settings.launcher
-    host = launcher.host if launcher.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{launcher.port}/{launcher.endpoint.strip('/')}/"
+    return settings.launcher.url
 
 
 def logrotate_state(layout: Layout) -> Path:
@@ -269,7 +266,7 @@ def _context(settings: Settings, name: str, values: dict) -> dict:
             pvpython=str(tree / release.pvpython),
             bundled_launcher=str(tree / release.site_packages / "wslink" / "launcher.py"),
             launch_json=str(output_path(layout, "launcher")),
-            launcher_log=str(layout.logs / "launcher.log"),
+            launcher_log=str(layout.launcher_log),
         )
     elif name == "logrotate":
         rotate = settings.logrotate
@@ -282,7 +279,7 @@ def _context(settings: Settings, name: str, values: dict) -> dict:
             owner=_token("[logrotate] owner", rotate.owner or current_user()),
             group=_token("[logrotate] group", rotate.group or current_group()),
             update_log=layout.update_log,
-            launcher_log=layout.logs / "launcher.log",
+            launcher_log=layout.launcher_log,
             launcher_own_log=sessions / "launcherLog.log",
             session_logs=sessions / "*.txt",
             state_file=logrotate_state(layout),
@@ -305,7 +302,7 @@ def _context(settings: Settings, name: str, values: dict) -> dict:
 
 def _index_context(settings: Settings) -> dict:
     layout = settings.layout
-    live = install.live_release(layout)
+    live = releases.live_release(layout)
     release = None
     if live is not None:
         release = {"version": live.version, "top_folder": live.top_folder, "sha256": live.sha256,

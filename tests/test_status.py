@@ -6,8 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import run_doit
-from test_launcher import dep, deploy, make_deployment, open_session, pidfile_pid  # noqa: F401 - dep is a fixture
+from conftest import deploy, make_deployment, open_session, pidfile_pid, run_doit
 
 from pvwtasks import launcher
 
