@@ -570,3 +570,30 @@ def test_version_switch_downtime_seen_by_a_polling_client(dep):
           f"(one POST alone takes ~1 s)")
     # The gap holds the stop, the start, the first POST and up to one POST interval before the stop.
     assert gap <= DOWNTIME_BUDGET + 1.0
+
+
+def test_rollback_goes_to_the_newest_health_checked_release_not_a_merely_installed_one(dep):
+    deploy(dep)  # 5.13.0 goes live and passes its health check
+    settings, served = dep["settings"], dep["server"].root
+    checked = releases.live_name(settings.layout)
+    assert releases.live_release(settings.layout).healthy_at is not None
+    # 5.13.1 is downloaded and switched to by the install task alone: live, but never health-checked.
+    build_release(served, "5.13.1", name=dep["release"].name)
+    done = run_doit(dep["config"], "download", "verify", "install")
+    assert done.returncode == 0, done.output
+    unchecked = releases.live_name(settings.layout)
+    assert "5.13.1" in unchecked and releases.live_release(settings.layout).healthy_at is None
+    # Then a broken 5.14.0: the update switches to it, its health check fails, and the rollback
+    # must skip the newer 5.13.1 (never checked) for 5.13.0 (checked).
+    build_release(served, "5.14.0", name=dep["release"].name, broken="crash")
+    done = run_doit(dep["config"], "update")
+    assert done.returncode != 0, done.output
+    error = next(line for line in done.stderr.splitlines() if line.startswith("ERROR: launcher:"))
+    assert f"rolled back to 5.13.0 ({checked})" in error, error
+    assert releases.live_name(settings.layout) == checked
+    assert (settings.layout.versions / unchecked).is_dir()  # still installed, just not a rollback target
+    assert releases.previous_good(settings.layout) is None  # 5.13.1 unchecked, 5.14.0 failed
+    assert launcher.running_as_deployed(settings)
+    # doit status names the same (absent) rollback target, not the unchecked 5.13.1.
+    shown = run_doit(dep["config"], "status", "--json")
+    assert json.loads(shown.stdout[shown.stdout.index("{"):])["previous"] is None, shown.output
