@@ -15,31 +15,34 @@ import time
 from . import launcher, pipeline, releases, render
 from .config import Settings
 from .errors import LauncherError, PvwError
-from .layout import ReleaseRecord, live_name, read_pid
+from .layout import ReleaseRecord, read_pid
 
 log = logging.getLogger(__name__)
 
 
-def _mark_live_healthy(settings: Settings) -> None:
-    """Set ``healthy_at`` on the live release when the launcher record shows it passed a health check."""
-    layout = settings.layout
+def _mark_healthy(settings: Settings) -> None:
+    """Set ``healthy_at`` on the release the launcher was started with, once its health check passed.
+
+    That release was the live one when the launcher started; the launcher
+    record keeps both the release and the result of its last check.
+    """
     started = launcher.record(settings)
     health = (started.health or {}) if started else {}
-    if started and health.get("ok") and started.release and started.release == live_name(layout):
-        releases.mark_healthy(layout, started.release, float(health.get("at") or time.time()))
+    if started and started.release and health.get("ok"):
+        releases.mark_healthy(settings.layout, started.release, float(health.get("at") or time.time()))
 
 
 def start(settings: Settings) -> dict:
     """``doit start_launcher``: :func:`pvwtasks.launcher.start`, then mark the live release healthy."""
     result = launcher.start(settings)
-    _mark_live_healthy(settings)
+    _mark_healthy(settings)
     return result
 
 
 def restart(settings: Settings) -> dict:
     """``doit restart_launcher``: :func:`pvwtasks.launcher.restart`, then mark the live release healthy."""
     result = launcher.restart(settings)
-    _mark_live_healthy(settings)
+    _mark_healthy(settings)
     return result
 
 
@@ -52,11 +55,11 @@ def ensure_running(settings: Settings) -> dict:
     back to the previous good release, re-renders, restarts, checks again
     and raises LauncherError naming both versions.
     """
+    _mark_healthy(settings)  # the running launcher's release, checked before healthy_at was recorded
     reason = launcher.why_restart(settings)
     if reason is None:
         log.info("launcher already running as deployed (PID %s); leaving it and its sessions alone",
                  read_pid(settings.layout.pid_file))
-        _mark_live_healthy(settings)  # a deployment from before healthy_at was recorded
         return {"restarted": False}
     live = releases.live_release(settings.layout)
     log.info("restarting the launcher: %s", reason)
@@ -72,7 +75,7 @@ def ensure_running(settings: Settings) -> dict:
         if target is None:
             raise
         raise _rollback(settings, live, target, str(err), started) from None
-    _mark_live_healthy(settings)
+    _mark_healthy(settings)
     return {"restarted": True, "reason": reason, "seconds": round(time.monotonic() - started, 3), **result}
 
 
@@ -96,7 +99,7 @@ def _rollback(settings: Settings, bad: ReleaseRecord, good: ReleaseRecord, error
         return LauncherError(
             f"{bad.version} ({bad.name}) failed its health check and the rollback to {good.version} "
             f"({good.name}) failed too: {again}; first failure: {error}")
-    _mark_live_healthy(settings)
+    _mark_healthy(settings)
     seconds = time.monotonic() - started
     log.info("rolled back to %s in %.1f s", good.name, seconds)
     return LauncherError(

@@ -21,8 +21,7 @@ import requests
 from . import config, launcher, processes, proxyfile, releases
 from .config import Settings
 from .errors import LauncherError, PvwError
-from .fsutil import read_json
-from .runlog import last_run_path
+from .layout import HashRecord, LastRun
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -43,7 +42,7 @@ def collect(settings: Settings) -> dict:
     """Gather the deployment's state as plain data (what ``--json`` prints)."""
     layout = settings.layout
     live = releases.live_release(layout)
-    published = read_json(layout.hash_file) or {}
+    published = HashRecord.load(layout.hash_file)
     previous = releases.previous_good(layout)  # the rollback target: one definition, in releases
     versions = []
     for release in releases.all_releases(layout):
@@ -73,18 +72,18 @@ def collect(settings: Settings) -> dict:
     for session in listed:
         pid = listening.get(session["port"])
         sessions.append({**session, "pid": pid, "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
-    last = read_json(last_run_path(layout.state))
+    last = LastRun.load(layout.last_run_record)
     return {
         "root": str(layout.root),
         "live": {
             "name": live.name, "version": live.version, "sha256": live.sha256,
-            "installed_at": _iso(live.installed_at), "url": published.get("url"),
+            "installed_at": _iso(live.installed_at), "url": published.url if published else None,
         } if live else None,
         "previous": {"version": previous.version, "name": previous.name} if previous else None,
         "launcher": info,
         "sessions": sessions,
         "last_update": {
-            "finished": _iso(last.get("finished")), "result": last.get("result"), "failed": last.get("failed") or {},
+            "finished": _iso(last.finished), "result": last.result, "failed": last.failed or {},
         } if last else None,
         "disk": {"versions": versions, "total_bytes": sum(v["bytes"] for v in versions)},
     }

@@ -597,3 +597,17 @@ def test_rollback_goes_to_the_newest_health_checked_release_not_a_merely_install
     # doit status names the same (absent) rollback target, not the unchecked 5.13.1.
     shown = run_doit(dep["config"], "status", "--json")
     assert json.loads(shown.stdout[shown.stdout.index("{"):])["previous"] is None, shown.output
+
+
+def test_a_deployment_from_before_health_marks_still_rolls_back_to_the_release_its_launcher_checked(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    good = releases.live_release(settings.layout)
+    # As an older pvwtasks left it: no healthy_at on the release; the launcher record says its check passed.
+    good.replace(healthy_at=None).save(settings.layout.release_record(good.name))
+    build_release(dep["server"].root, "5.14.0", name=dep["release"].name, broken="crash")
+    done = run_doit(dep["config"], "update")
+    assert done.returncode != 0, done.output
+    assert f"rolled back to 5.13.0 ({good.name})" in done.stderr, done.output
+    assert releases.live_name(settings.layout) == good.name
+    assert releases.live_release(settings.layout).healthy_at is not None
