@@ -6,9 +6,8 @@ Cron runs ``doit update``; every step below is also a task of its own
 tasks: the work is done by the ``pvwtasks`` modules.
 """
 
-from pvwtasks import apache, cron, launcher, notify, pipeline, render, status
+from pvwtasks import apache, cron, deploy, launcher, notify, pipeline, proxyfile, render, status
 from pvwtasks.doit_adapter import RUN, changed, check, doit_config, dodo_path, load_settings, progress_bar, step
-from pvwtasks.install import installed_record
 from pvwtasks.lock import acquire
 
 SETTINGS = load_settings()
@@ -50,7 +49,7 @@ def task_install():
     return {
         "actions": [step(pipeline.install_release, SETTINGS)],
         "file_dep": [pipeline.verified_record(LAYOUT)],
-        "targets": [installed_record(LAYOUT)],
+        "targets": [LAYOUT.installed_record],
         "uptodate": [changed(SETTINGS, "install", extra={"keep": SETTINGS.deploy.keep})],
         "task_dep": _LOCKED,
     }
@@ -77,7 +76,7 @@ def task_publish_hash():
     """Write www/hash.json (sha256 of the archive bytes, version, URL); keep hash.json.previous."""
     return {
         "actions": [step(pipeline.publish_hash, SETTINGS)],
-        "file_dep": [installed_record(LAYOUT)],
+        "file_dep": [LAYOUT.installed_record],
         "targets": [LAYOUT.hash_file],
         "task_dep": _LOCKED,
     }
@@ -86,12 +85,12 @@ def task_publish_hash():
 def task_proxy_file():
     """Create proxy.txt (session -> host:port map for Apache) with its group and mode 0660."""
     return {
-        "actions": [step(launcher.ensure_proxy_file, SETTINGS)],
+        "actions": [step(proxyfile.ensure_proxy_file, SETTINGS)],
         "targets": [LAYOUT.proxy_file],
         "uptodate": [changed(SETTINGS, "proxy_file", extra={"group": SETTINGS.launcher.proxy_group,
                                                              "user": SETTINGS.launcher.user,
                                                              "web_user": SETTINGS.web.user}),
-                     check(launcher.proxy_file_ok, SETTINGS)],
+                     check(proxyfile.proxy_file_ok, SETTINGS)],
         "task_dep": _LOCKED,
     }
 
@@ -126,7 +125,7 @@ def task_render_vhost():
 
 def task_render_launcher():
     """Render the wslink launcher config conf/launch.json from the installed release."""
-    return _render_task("launcher", file_dep=[installed_record(LAYOUT)], extra={
+    return _render_task("launcher", file_dep=[LAYOUT.installed_record], extra={
         "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps"),
         "session_url": render.session_url(SETTINGS),
     })
@@ -134,7 +133,7 @@ def task_render_launcher():
 
 def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
-    return _render_task("start", file_dep=[installed_record(LAYOUT)],
+    return _render_task("start", file_dep=[LAYOUT.installed_record],
                         extra=_keys("launcher", "display", "endpoint"))
 
 
@@ -174,8 +173,8 @@ _RENDERED = ["render_vhost", "render_launcher", "render_start", "render_logrotat
 def task_launcher():
     """Restart the launcher if the install or its config changed, or it is down; roll back if unhealthy."""
     return {
-        "actions": [step(launcher.ensure_running, SETTINGS)],
-        "file_dep": [installed_record(LAYOUT), render.output_path(LAYOUT, "launcher"),
+        "actions": [step(deploy.ensure_running, SETTINGS)],
+        "file_dep": [LAYOUT.installed_record, render.output_path(LAYOUT, "launcher"),
                      render.output_path(LAYOUT, "start")],
         "uptodate": [check(launcher.running_as_deployed, SETTINGS)],
         "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start"],
@@ -202,12 +201,12 @@ def task_update():
 
 def task_restart_launcher():
     """Stop the launcher and its sessions, start it again and health-check it."""
-    return {"actions": [step(launcher.restart, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
+    return {"actions": [step(deploy.restart, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
 
 
 def task_start_launcher():
     """Start the launcher (detached) if it is not running, and wait until it answers."""
-    return {"actions": [step(launcher.start, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
+    return {"actions": [step(deploy.start, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
 
 
 def task_stop_launcher():

@@ -226,6 +226,26 @@ class Launcher:
     health_app: str = "visualizer"
     apps: dict[str, App] = field(default_factory=_seed_apps)
 
+    @property
+    def connect_host(self) -> str:
+        """Where to reach the launcher from this machine: loopback for a wildcard or localhost."""
+        return loopback_host(self.host)
+
+    @property
+    def url(self) -> str:
+        """The launcher's own URL, with the trailing slash it requires (health check, status, Apache)."""
+        return f"http://{url_host(self.connect_host)}:{self.port}/{self.endpoint.strip('/')}/"
+
+
+def loopback_host(host: str) -> str:
+    """Where to reach a server listening on ``host``: 127.0.0.1 for a wildcard or localhost."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::", "localhost") else host
+
+
+def url_host(host: str) -> str:
+    """``host`` as written in a URL: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
 
 @dataclass(frozen=True)
 class Logrotate:

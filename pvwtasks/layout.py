@@ -311,15 +311,14 @@ class CompareRecord(Record):
 class LauncherRecord(Record):
     """``launcher.json``: the running launcher and what it was started from."""
 
-    pid: int
+    pid: int | None  # None once stopped
     create_time: float
-    release: str | None
+    release: str | None  # the live release it was started with
     launch_json: str | None  # sha256 of conf/launch.json it started with
     start_sh: str | None  # sha256 of bin/start.sh it started with
     port: int
     started_at: float
     health: dict | None = None
-    last_good_release: str | None = None
 
 
 @dataclass(frozen=True)

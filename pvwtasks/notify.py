@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
-from . import install
+from . import releases
 from .config import Notify, Settings
 from .errors import NotifyError
 from .fsutil import read_json
@@ -178,7 +178,7 @@ def live_description(settings: Settings) -> str:
     """One line about the live release, from the ``paraview`` link or ``www/hash.json``."""
     layout = settings.layout
     try:
-        live = install.live_release(layout)
+        live = releases.live_release(layout)
     except OSError:
         live = None
     if live is not None:
@@ -243,7 +243,7 @@ def unchanged_message(settings: Settings, compare: dict, record: RunRecord) -> E
 def success_message(settings: Settings, compare: dict, record: RunRecord) -> EmailMessage:
     """The mail telling what a successful run installed, re-rendered and restarted."""
     layout = settings.layout
-    live = install.live_release(layout)
+    live = releases.live_release(layout)
     rendered = [name.removeprefix("render_") for name in record.ran if name.startswith("render_")]
     restarted = [name for name in record.ran if name in ("launcher", "restart_launcher", "start_launcher")]
     other = [name for name in record.ran

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import extract, fetch, install, verify
+from . import extract, fetch, install, releases, verify
 from .config import Layout, Settings, Source
 from .errors import DownloadError, HashMismatch
 from .fsutil import read_json, remove_quietly, replace_symlink, write_json
@@ -45,7 +45,7 @@ def release_url(source: Source, session=None) -> str:
 
 
 def _live_label(layout: Layout) -> str:
-    return install.live_name(layout) or "no release installed yet"
+    return releases.live_name(layout) or "no release installed yet"
 
 
 def upstream_unchanged(settings: Settings) -> bool:
@@ -159,23 +159,23 @@ def install_release(settings: Settings) -> dict:
         raise DownloadError(f"{verified_record(layout)} missing; run the verify step first")
     # The release record feeds hash.json, status and mails: never with credentials.
     release = install.install(layout, Path(record["path"]), record["sha256"], redact(record["url"]), record["size"])
-    failure = install.failure_of(layout, release.name)
+    failure = releases.failure_of(layout, release.name)
     if failure:
         log.warning("%s failed its health check (%s); staying on %s until upstream changes",
                     release.name, failure.get("reason", "?").splitlines()[0], _live_label(layout))
-        live = install.live_release(layout)
+        live = releases.live_release(layout)
         if live:
-            install.switch_live(layout, live)
+            releases.switch_live(layout, live)
         return {"switched": False, "live": _live_label(layout)}
-    moved = install.switch_live(layout, release)
-    pruned = install.prune(layout, settings.deploy.keep)
+    moved = releases.switch_live(layout, release)
+    pruned = releases.prune(layout, settings.deploy.keep)
     return {"switched": moved, "live": release.name, "pruned": pruned}
 
 
 def publish_hash(settings: Settings) -> dict:
     """Write ``www/hash.json`` for the live release; keep the old one as ``hash.json.previous``."""
     layout = settings.layout
-    live = install.live_release(layout)
+    live = releases.live_release(layout)
     if live is None:
         raise DownloadError("no live release to publish; run the install step first")
     current = {
@@ -240,7 +240,7 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     """
     layout, source = settings.layout, settings.source
     link = layout.autodeploy / kind
-    install.check_own_link(link)
+    releases.check_own_link(link)
     staging = layout.autodeploy / f".{kind}-download"
     fetched = fetch.download(url, staging, timeout=source.timeout, retries=source.retries,
                              backoff=source.backoff, progress=None)

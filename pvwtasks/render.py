@@ -25,11 +25,11 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, cron, install, programs
+from . import apache, cron, programs, releases
 from .config import Settings, current_group, current_user
 from .errors import RenderError
 from .fsutil import atomic_write_text
-from .layout import HashRecord, LastRun, Layout
+from .layout import HashRecord, LastRun, Layout, ReleaseRecord
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +48,7 @@ def session_url(settings: Settings) -> str:
 
 def launcher_url(settings: Settings) -> str:
     """The launcher's own URL (with the trailing slash it requires), as Apache reaches it."""
-    launcher = settings.launcher
-    host = launcher.host if launcher.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{launcher.port}/{launcher.endpoint.strip('/')}/"
+    return settings.launcher.url
 
 
 def session_log_dir(layout: Layout) -> Path:
@@ -60,9 +56,9 @@ def session_log_dir(layout: Layout) -> Path:
     return layout.session_logs
 
 
-def live_tree(settings: Settings) -> tuple[install.Release, Path]:
+def live_tree(settings: Settings) -> tuple[ReleaseRecord, Path]:
     """The live release and its folder; RenderError when nothing is installed yet."""
-    release = install.live_release(settings.layout)
+    release = releases.live_release(settings.layout)
     if release is None:
         raise RenderError("no release installed yet; run `doit install` (or `doit update`) first")
     return release, settings.layout.versions / release.name
@@ -241,7 +237,7 @@ def _cron_values(settings: Settings, dodo: str | Path | None = None) -> dict:
 
 def _index_values(settings: Settings) -> dict:
     layout = settings.layout
-    live = install.live_release(layout)
+    live = releases.live_release(layout)
     release = None
     if live is not None:
         published = HashRecord.load(layout.hash_file)

@@ -1,10 +1,12 @@
 """``doit status``: one screen (or one JSON document) about a deployment, with an exit code.
 
-Shows the live version, its hash and install time, the previous version;
+Shows the live version, its hash and install time, the previous good
+version (the rollback target, :func:`pvwtasks.releases.previous_good`);
 the launcher's PID, uptime, port and health; the sessions in proxy.txt
 checked against live processes; the last update's time and result; and
 the disk used by the installed versions.  Fails (non-zero exit) when the
-launcher is down or the last update failed.
+launcher is down, serves a release other than the live link's, or the last
+update failed.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import time
 import psutil
 import requests
 
-from . import config, install, launcher
+from . import config, launcher, processes, proxyfile, releases
 from .config import Settings
 from .errors import LauncherError, PvwError
-from .fsutil import read_json
-from .runlog import last_run_path
+from .layout import HashRecord, LastRun
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -29,8 +30,7 @@ def _iso(stamp: float | None) -> str | None:
 
 def _answering(settings: Settings) -> bool:
     """The launcher's HTTP endpoint answers (GET of an unknown session: any HTTP reply counts)."""
-    cfg = settings.launcher
-    url = f"http://{launcher._connect_host(cfg.host)}:{cfg.port}/{cfg.endpoint.strip('/')}/pvwtasks-status"
+    url = settings.launcher.url + "pvwtasks-status"
     try:
         requests.get(url, timeout=3)
         return True
@@ -41,51 +41,49 @@ def _answering(settings: Settings) -> bool:
 def collect(settings: Settings) -> dict:
     """Gather the deployment's state as plain data (what ``--json`` prints)."""
     layout = settings.layout
-    live = install.live_release(layout)
-    published = read_json(layout.hash_file) or {}
-    releases = install.releases(layout)
-    # The previous good version: the rollback target, never a release that failed its health check.
-    older = [r for r in releases if not live or (r.name != live.name and not install.failure_of(layout, r.name))]
-    previous = {"version": older[-1].version, "name": older[-1].name} if older and live else {}
+    live = releases.live_release(layout)
+    published = HashRecord.load(layout.hash_file)
+    previous = releases.previous_good(layout)  # the rollback target: one definition, in releases
     versions = []
-    for release in releases:
-        failure = install.failure_of(layout, release.name)
+    for release in releases.all_releases(layout):
+        failure = release.failed
         versions.append({
             "name": release.name, "version": release.version, "live": bool(live and release.name == live.name),
-            "bytes": install.du(layout.versions / release.name),
-            "failed": (failure or {}).get("reason", "").splitlines()[0][:200] if failure else None,
+            "bytes": releases.du(layout.release_dir(release.name)),
+            "failed": (failure.get("reason") or "").splitlines()[0][:200] if isinstance(failure, dict) else None,
         })
-    proc = launcher.find_launcher(settings)
-    record = read_json(launcher.record_path(settings)) or {}
+    proc = processes.find_launcher(settings)
+    started = launcher.record(settings)
     running = proc is not None
     info = {
         "running": running,
         "pid": proc.pid if proc else None,
         "port": settings.launcher.port,
         "uptime_seconds": round(time.time() - proc.create_time(), 1) if proc else None,
-        "release": record.get("release") if running else None,
+        "release": started.release if running and started else None,
         "answering": _answering(settings) if running else False,
-        "last_health_check": record.get("health"),
+        "last_health_check": started.health if started else None,
         "as_deployed": launcher.running_as_deployed(settings) if running else False,
     }
-    listening = launcher.listeners([s["port"] for s in launcher.proxy_sessions(settings)])
-    own = {p.pid for p in launcher.deployment_processes(settings)}
+    listed = proxyfile.sessions(settings)
+    listening = processes.listeners([s["port"] for s in listed])
+    own = {p.pid for p in processes.deployment_processes(settings)}
     sessions = []
-    for session in launcher.proxy_sessions(settings):
+    for session in listed:
         pid = listening.get(session["port"])
         sessions.append({**session, "pid": pid, "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
-    last = read_json(last_run_path(layout.state))
+    last = LastRun.load(layout.last_run_record)
     return {
         "root": str(layout.root),
         "live": {
             "name": live.name, "version": live.version, "sha256": live.sha256,
-            "installed_at": _iso(live.installed_at), "url": published.get("url"),
+            "installed_at": _iso(live.installed_at), "url": published.url if published else None,
         } if live else None,
-        "previous": {"version": previous.get("version"), "name": previous.get("name")} if previous else None,
+        "previous": {"version": previous.version, "name": previous.name} if previous else None,
         "launcher": info,
         "sessions": sessions,
         "last_update": {
-            "finished": _iso(last.get("finished")), "result": last.get("result"), "failed": last.get("failed") or {},
+            "finished": _iso(last.finished), "result": last.result, "failed": last.failed or {},
         } if last else None,
         "disk": {"versions": versions, "total_bytes": sum(v["bytes"] for v in versions)},
     }
@@ -114,6 +112,8 @@ def render_text(data: dict) -> str:
         lines.append(f"launcher     running, PID {lnch['pid']}, port {lnch['port']}, up {uptime // 3600}h"
                      f"{uptime % 3600 // 60:02d}m{uptime % 60:02d}s, "
                      f"{'answering' if lnch['answering'] else 'NOT ANSWERING'}, {checked}")
+        if _serves_other_release(data):
+            lines.append(f"             serving {lnch['release']}, NOT the live release")
         if not lnch["as_deployed"]:
             lines.append("             (not running the live release/config: the next update restarts it)")
     else:
@@ -138,6 +138,16 @@ def render_text(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _serves_other_release(data: dict) -> str | None:
+    """A problem line when the running launcher serves a release other than the live link's, else None."""
+    serving = data["launcher"]["release"]
+    live = data["live"]["name"] if data["live"] else None
+    if data["launcher"]["running"] and serving and serving != live:
+        return (f"the launcher serves {serving} but the live release is {live or 'none'}; "
+                f"`doit update` restarts it on the live release")
+    return None
+
+
 def show(settings: Settings, as_json: bool = False) -> dict:
     """Print the status (text or JSON); raise LauncherError when the launcher is down or the last update failed."""
     data = collect(settings)
@@ -147,6 +157,9 @@ def show(settings: Settings, as_json: bool = False) -> dict:
         problems.append(f"the launcher is not running (port {settings.launcher.port})")
     elif not data["launcher"]["answering"]:
         problems.append(f"the launcher does not answer on port {settings.launcher.port}")
+    stale = _serves_other_release(data)
+    if stale:
+        problems.append(stale)
     if data["last_update"] and data["last_update"]["result"] != "ok":
         problems.append(f"the last update failed at {data['last_update']['finished']}")
     if problems:

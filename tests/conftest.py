@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -282,3 +283,68 @@ def cleanup():
 def _root_of(config: Path) -> Path:
     match = re.search(r'^root = "(.*)"$', config.read_text(), re.M)
     return Path(match.group(1)) if match else config.parent / "root"
+
+
+# -- deployments with a running launcher (test_launcher, test_status, test_health) ----------------
+
+
+def free_port_range(count: int) -> tuple[int, int]:
+    """``count`` consecutive loopback ports that are free right now."""
+    for _ in range(200):
+        first = secrets.randbelow(20000) + 20000
+        socks = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                socks.append(sock)
+            return first, first + count - 1
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+def make_deployment(folder: Path, url: str, **kwargs) -> dict:
+    """A config (4 free session ports unless given) deploying ``url`` under ``folder/root``, and its Settings."""
+    from pvwtasks import config as pvwconfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    kwargs.setdefault("port_range", free_port_range(4))
+    config = write_config(folder / "pvw.toml", url, folder / "root", **kwargs)
+    return {"config": config, "root": folder / "root", "settings": pvwconfig.load(config)}
+
+
+@pytest.fixture
+def dep(tmp_path, http_server):
+    """A deployment of the stand-in release with 4 session ports and a 5 s session timeout."""
+    release = build_release(http_server.root)
+    made = make_deployment(tmp_path / "a", http_server.url(release.name), launcher_timeout=5)
+    made.update(server=http_server, release=release)
+    yield made
+    stop_deployment_processes(made["root"])
+
+
+def deploy(d: dict) -> None:
+    """``doit update`` of a deployment made by :func:`make_deployment`; it must succeed."""
+    done = run_doit(d["config"], "update")
+    assert done.returncode == 0, done.output
+
+
+def launcher_url(settings) -> str:
+    return f"http://127.0.0.1:{settings.launcher.port}/{settings.launcher.endpoint}/"
+
+
+def open_session(settings, app: str = "loader") -> dict:
+    """POST a session of ``app`` to the launcher; its JSON answer."""
+    import requests
+
+    answer = requests.post(launcher_url(settings), json={"application": app}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def pidfile_pid(settings) -> int:
+    return int(settings.layout.pid_file.read_text())

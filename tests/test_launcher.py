@@ -23,10 +23,10 @@ import pytest
 import requests
 from wslink.chunking import UnChunker, generate_chunks
 
-from pvwtasks import config as pvwconfig
-from pvwtasks import install, launcher
+from pvwtasks import launcher, processes, proxyfile, releases
 
-from conftest import build_release, run_doit, stop_deployment_processes, write_config
+from conftest import (build_release, deploy, launcher_url, make_deployment, open_session, pidfile_pid, run_doit,
+                      stop_deployment_processes)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,61 +34,6 @@ pytestmark = pytest.mark.timeout(180)
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def free_port_range(count: int) -> tuple[int, int]:
-    """``count`` consecutive loopback ports that are free right now."""
-    for _ in range(200):
-        first = secrets.randbelow(20000) + 20000
-        socks = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                socks.append(sock)
-            return first, first + count - 1
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
-
-
-def make_deployment(folder: Path, url: str, **kwargs) -> dict:
-    folder.mkdir(parents=True, exist_ok=True)
-    kwargs.setdefault("port_range", free_port_range(4))
-    config = write_config(folder / "pvw.toml", url, folder / "root", **kwargs)
-    return {"config": config, "root": folder / "root", "settings": pvwconfig.load(config)}
-
-
-@pytest.fixture
-def dep(tmp_path, http_server):
-    """A deployment of the stand-in release with 4 session ports and a 5 s session timeout."""
-    release = build_release(http_server.root)
-    made = make_deployment(tmp_path / "a", http_server.url(release.name), launcher_timeout=5)
-    made.update(server=http_server, release=release)
-    yield made
-    stop_deployment_processes(made["root"])
-
-
-def deploy(d: dict) -> None:
-    done = run_doit(d["config"], "update")
-    assert done.returncode == 0, done.output
-
-
-def launcher_url(settings) -> str:
-    return f"http://127.0.0.1:{settings.launcher.port}/{settings.launcher.endpoint}/"
-
-
-def open_session(settings, app: str = "loader") -> dict:
-    answer = requests.post(launcher_url(settings), json={"application": app}, timeout=30)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-def pidfile_pid(settings) -> int:
-    return int(settings.layout.pid_file.read_text())
 
 
 def processes_under(root: Path) -> list[psutil.Process]:
@@ -204,10 +149,10 @@ def test_proxy_file_gets_group_and_mode_as_root(tmp_path, http_server):
         entry = grp.getgrnam(group)
         assert stat.st_gid == entry.gr_gid
         assert "www-data" in entry.gr_mem and "root" in entry.gr_mem
-        assert launcher.proxy_file_ok(d["settings"])
+        assert proxyfile.proxy_file_ok(d["settings"])
         # A wrong mode is repaired on the next run; a right one leaves the task up to date.
         os.chmod(d["settings"].layout.proxy_file, 0o644)
-        assert not launcher.proxy_file_ok(d["settings"])
+        assert not proxyfile.proxy_file_ok(d["settings"])
         assert run_doit(d["config"], "proxy_file").returncode == 0
         assert d["settings"].layout.proxy_file.stat().st_mode & 0o777 == 0o660
         again = run_doit(d["config"], "proxy_file")
@@ -221,7 +166,7 @@ def test_proxy_file_without_root_logs_admin_commands_and_succeeds(tmp_path, http
     release = build_release(http_server.root)
     d = make_deployment(tmp_path, http_server.url(release.name), extra=f'proxy_group = "{group}"')
     caplog.set_level("WARNING")
-    result = launcher.ensure_proxy_file(d["settings"], as_root=False)
+    result = proxyfile.ensure_proxy_file(d["settings"], as_root=False)
     path = d["settings"].layout.proxy_file
     assert path.exists() and path.stat().st_mode & 0o777 == 0o660
     assert f"groupadd {group}" in result["admin_needed"]
@@ -230,13 +175,13 @@ def test_proxy_file_without_root_logs_admin_commands_and_succeeds(tmp_path, http
     assert f"groupadd {group}" in caplog.text
     with pytest.raises(KeyError):
         grp.getgrnam(group)
-    assert not launcher.proxy_file_ok(d["settings"])
+    assert not proxyfile.proxy_file_ok(d["settings"])
 
 
 def test_proxy_file_ok_never_raises(tmp_path, http_server):
     release = build_release(http_server.root)
     d = make_deployment(tmp_path, http_server.url(release.name))
-    assert launcher.proxy_file_ok(d["settings"]) is False  # missing file: False, not an exception
+    assert proxyfile.proxy_file_ok(d["settings"]) is False  # missing file: False, not an exception
 
 
 def test_clearing_proxy_file_keeps_group_and_mode(dep):
@@ -245,7 +190,7 @@ def test_clearing_proxy_file_keeps_group_and_mode(dep):
     path = settings.layout.proxy_file
     os.chown(path, -1, 33)  # the web server's group (www-data) stands in for mappingfileusers
     path.write_text("stale 127.0.0.1:1\n")
-    launcher.clear_proxy_file(settings)
+    proxyfile.clear_proxy_file(settings)
     stat = path.stat()
     assert path.read_text() == "" and stat.st_gid == 33 and stat.st_mode & 0o777 == 0o660
 
@@ -262,9 +207,9 @@ def test_update_starts_launcher_detached_with_pidfile_and_healthy(dep):
     proc = psutil.Process(pid)
     assert "wslink.launcher" in proc.cmdline() and str(settings.layout.conf / "launch.json") in proc.cmdline()
     assert os.getsid(pid) == pid  # its own session
-    record = json.loads(launcher.record_path(settings).read_text())
+    record = json.loads(settings.layout.launcher_record.read_text())
     assert record["pid"] == pid and record["health"]["ok"] is True
-    assert record["release"] == install.live_name(settings.layout)
+    assert record["release"] == releases.live_name(settings.layout)
     # The health check ended its session: no app running, no line left behind.
     assert [c for c in proc.children() if c.status() != psutil.STATUS_ZOMBIE] == []  # wslink reaps lazily
     assert proxy_text(settings) == ""
@@ -312,7 +257,7 @@ def test_stop_after_sigkill_ends_orphaned_apps(dep):
     assert all(p.is_running() for p in apps)
     assert all(not port_free(s["port"]) for s in sessions)
     assert all(s["id"] in proxy_text(settings) for s in sessions)
-    assert launcher.find_launcher(settings) is None
+    assert processes.find_launcher(settings) is None
 
     done = run_doit(dep["config"], "stop_launcher")
     assert done.returncode == 0, done.output
@@ -323,7 +268,7 @@ def test_stop_sigkills_an_app_that_ignores_sigterm_after_the_grace(dep):
     deploy(dep)
     settings = dep["settings"]
     first, _last = settings.launcher.port_range
-    tree = settings.layout.versions / install.live_name(settings.layout)
+    tree = settings.layout.versions / releases.live_name(settings.layout)
     stubborn = tree / "stubborn_app.py"
     stubborn.write_text(
         "import signal, socket, sys, time\n"
@@ -357,7 +302,7 @@ def test_start_after_sigkill_clears_orphans_and_stale_lines(dep):
     session = open_session(settings)
     pid = pidfile_pid(settings)
     os.kill(pid, signal.SIGKILL)
-    assert wait_until(lambda: launcher.find_launcher(settings) is None)
+    assert wait_until(lambda: processes.find_launcher(settings) is None)
 
     done = run_doit(dep["config"], "start_launcher")
     assert done.returncode == 0, done.output
@@ -430,7 +375,7 @@ def test_two_deployments_stopping_one_leaves_the_other(dep, tmp_path):
 
         # A pidfile naming the other deployment's launcher is not trusted.
         a.layout.pid_file.write_text(f"{b_pid}\n")
-        assert launcher.find_launcher(a) is None
+        assert processes.find_launcher(a) is None
         launcher.stop(a)
         assert all(p.is_running() for p in b_procs)
 
@@ -509,14 +454,14 @@ def test_update_starts_launcher_that_is_down(dep):
 def test_broken_release_is_rolled_back_and_not_retried(dep, broken, symptom):
     deploy(dep)
     settings = dep["settings"]
-    good = install.live_name(settings.layout)
+    good = releases.live_name(settings.layout)
     build_release(dep["server"].root, "5.14.0", name=dep["release"].name, broken=broken)
 
     started = time.monotonic()
     done = run_doit(dep["config"], "update")
     rollback_seconds = time.monotonic() - started
     assert done.returncode != 0, done.output
-    bad = next(r.name for r in install.releases(settings.layout) if r.version == "5.14.0")
+    bad = next(r.name for r in releases.all_releases(settings.layout) if r.version == "5.14.0")
     error = next(line for line in done.stderr.splitlines() if line.startswith("ERROR: launcher:"))
     within = error.split(" in ", 1)[1].split(",", 1)[0] if " in " in error else "?"
     print(f"\nrollback from a '{broken}' release: doit update {rollback_seconds:.1f} s, "
@@ -524,9 +469,9 @@ def test_broken_release_is_rolled_back_and_not_retried(dep, broken, symptom):
     assert bad in error and good in error and "5.14.0" in error and "5.13.0" in error
     assert symptom in error  # the tail of the failing session's log
     # The previous version is live and healthy again; the bad one stays on disk, marked failed.
-    assert install.live_name(settings.layout) == good
+    assert releases.live_name(settings.layout) == good
     assert (settings.layout.versions / bad).is_dir()
-    assert install.failure_of(settings.layout, bad)
+    assert releases.failure_of(settings.layout, bad)
     assert good.split("-")[-1] in (settings.layout.conf / "launch.json").read_text()
     assert json.loads(settings.layout.hash_file.read_text())["name"] == good
     assert open_session(settings)["sessionURL"]
@@ -535,7 +480,7 @@ def test_broken_release_is_rolled_back_and_not_retried(dep, broken, symptom):
 
     again = run_doit(dep["config"], "update")
     assert again.returncode == 0, again.output
-    assert install.live_name(settings.layout) == good
+    assert releases.live_name(settings.layout) == good
     assert pidfile_pid(settings) == pid
     assert "live release is now" not in again.output
 
@@ -616,7 +561,7 @@ def test_version_switch_downtime_seen_by_a_polling_client(dep):
     done = run_doit(dep["config"], "update")
     update_seconds = time.monotonic() - update_started
     assert done.returncode == 0, done.output
-    assert "5.14.0" in install.live_name(settings.layout)
+    assert "5.14.0" in releases.live_name(settings.layout)
     assert wait_until(lambda: done_at and done_at[-1] > update_started + update_seconds, 15)
     stop_polling.set()
     poller.join(35)
@@ -625,3 +570,44 @@ def test_version_switch_downtime_seen_by_a_polling_client(dep):
           f"(one POST alone takes ~1 s)")
     # The gap holds the stop, the start, the first POST and up to one POST interval before the stop.
     assert gap <= DOWNTIME_BUDGET + 1.0
+
+
+def test_rollback_goes_to_the_newest_health_checked_release_not_a_merely_installed_one(dep):
+    deploy(dep)  # 5.13.0 goes live and passes its health check
+    settings, served = dep["settings"], dep["server"].root
+    checked = releases.live_name(settings.layout)
+    assert releases.live_release(settings.layout).healthy_at is not None
+    # 5.13.1 is downloaded and switched to by the install task alone: live, but never health-checked.
+    build_release(served, "5.13.1", name=dep["release"].name)
+    done = run_doit(dep["config"], "download", "verify", "install")
+    assert done.returncode == 0, done.output
+    unchecked = releases.live_name(settings.layout)
+    assert "5.13.1" in unchecked and releases.live_release(settings.layout).healthy_at is None
+    # Then a broken 5.14.0: the update switches to it, its health check fails, and the rollback
+    # must skip the newer 5.13.1 (never checked) for 5.13.0 (checked).
+    build_release(served, "5.14.0", name=dep["release"].name, broken="crash")
+    done = run_doit(dep["config"], "update")
+    assert done.returncode != 0, done.output
+    error = next(line for line in done.stderr.splitlines() if line.startswith("ERROR: launcher:"))
+    assert f"rolled back to 5.13.0 ({checked})" in error, error
+    assert releases.live_name(settings.layout) == checked
+    assert (settings.layout.versions / unchecked).is_dir()  # still installed, just not a rollback target
+    assert releases.previous_good(settings.layout) is None  # 5.13.1 unchecked, 5.14.0 failed
+    assert launcher.running_as_deployed(settings)
+    # doit status names the same (absent) rollback target, not the unchecked 5.13.1.
+    shown = run_doit(dep["config"], "status", "--json")
+    assert json.loads(shown.stdout[shown.stdout.index("{"):])["previous"] is None, shown.output
+
+
+def test_a_deployment_from_before_health_marks_still_rolls_back_to_the_release_its_launcher_checked(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    good = releases.live_release(settings.layout)
+    # As an older pvwtasks left it: no healthy_at on the release; the launcher record says its check passed.
+    good.replace(healthy_at=None).save(settings.layout.release_record(good.name))
+    build_release(dep["server"].root, "5.14.0", name=dep["release"].name, broken="crash")
+    done = run_doit(dep["config"], "update")
+    assert done.returncode != 0, done.output
+    assert f"rolled back to 5.13.0 ({good.name})" in done.stderr, done.output
+    assert releases.live_name(settings.layout) == good.name
+    assert releases.live_release(settings.layout).healthy_at is not None

@@ -6,8 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import run_doit
-from test_launcher import dep, deploy, make_deployment, open_session, pidfile_pid  # noqa: F401 - dep is a fixture
+from conftest import build_release, deploy, make_deployment, open_session, pidfile_pid, run_doit
 
 from pvwtasks import launcher
 
@@ -51,3 +50,25 @@ def test_status_shows_state_and_fails_when_launcher_down(dep):
     assert down.returncode != 0
     assert json.loads(down.stdout[down.stdout.index("{"):])["launcher"]["running"] is False
     assert "launcher is not running" in down.stderr
+
+
+def test_status_fails_when_the_launcher_serves_another_release_than_the_live_link(dep):
+    deploy(dep)
+    settings = dep["settings"]
+    serving = json.loads(settings.layout.launcher_record.read_text())["release"]
+    # The install task alone switches the live link; the running launcher keeps the old release.
+    build_release(dep["server"].root, "5.13.1", name=dep["release"].name)
+    done = run_doit(dep["config"], "download", "verify", "install")
+    assert done.returncode == 0, done.output
+    shown = run_doit(dep["config"], "status")
+    assert shown.returncode != 0
+    assert f"the launcher serves {serving} but the live release is" in shown.stderr, shown.output
+    assert "NOT the live release" in shown.stdout
+    as_json = run_doit(dep["config"], "status", "--json")
+    assert as_json.returncode != 0
+    assert json.loads(as_json.stdout[as_json.stdout.index("{"):])["launcher"]["release"] == serving
+    # The next update restarts the launcher on the live release, and status is happy again.
+    deploy(dep)
+    again = run_doit(dep["config"], "status")
+    assert again.returncode == 0, again.output
+    assert "5.13.1" in again.stdout and "NOT the live release" not in again.stdout
