@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import extract
+from . import archive as extract
 from .config import Layout
 from .errors import InstallError
 from .fsutil import read_json, replace_symlink, write_json
@@ -161,7 +161,7 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
     """
     # A tree unpacked while downloading is named after the sha256 of the very bytes
     # it came from; the caller passes the verified digest, so a match is safe to use.
-    staged = extract.staged_path(layout.versions, sha256)
+    staged = layout.staged_dir(sha256)
     discard_incomplete(layout, keep=staged)
     existing = _find_installed(layout, sha256)
     if existing:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release
-from pvwtasks import extract
+from pvwtasks import archive as extract
 from pvwtasks.errors import InstallError, UnsafeArchive
 
 TOP = "ParaView-6.0.0-MPI-Linux-Python3.11-x86_64"
