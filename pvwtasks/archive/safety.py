@@ -3,7 +3,8 @@
 At least as strict as ``tarfile``'s ``filter="data"`` (which every member
 that takes the slow path also goes through), plus rules of ours:
 
-- names: no absolute names, no ``..`` component, no NUL byte;
+- names: no absolute names, no ``..`` component, no NUL byte, at most
+  MAX_DEPTH parts (also where a member lands through a symlink);
 - kinds: regular files, folders, symlinks and hard links only (no devices,
   fifos or sparse files);
 - confinement: everything a member's path, a symlink's target or a hard
@@ -32,6 +33,9 @@ from pathlib import PurePosixPath
 from ..errors import InstallError, PvwError, UnsafeArchive
 
 MAX_SYMLINKS = 40  # links the kernel follows in one lookup before failing with ELOOP
+# Folders a member may lie below (ParaView's deepest is about 15).  Deeper trees break tools that
+# recurse per level, shutil.rmtree among them, which every cleanup of ours relies on.
+MAX_DEPTH = 128
 
 
 def refused(name: str, rule: str) -> UnsafeArchive:
@@ -50,6 +54,8 @@ def checked_name(member: tarfile.TarInfo) -> str:
     if ".." in parts:
         raise refused(raw, "its name contains '..'")
     name = "/".join(parts)
+    if len(parts) > MAX_DEPTH:
+        raise refused(raw, f"its name is {len(parts)} parts deep; at most {MAX_DEPTH} are allowed")
     if member.issym() or member.islnk():
         kind = "symlink" if member.issym() else "hard link"
         target = member.linkname
@@ -187,7 +193,10 @@ class Rules:
         """
         name = member.name
         # A file or a link replaces whatever is at its name; a folder goes through a link there.
-        self.landing(name, name, "its path", follow_last=member.isdir())
+        landing = self.landing(name, name, "its path", follow_last=member.isdir())
+        depth = landing.count("/") - self.dest.count("/")
+        if depth > MAX_DEPTH:
+            raise refused(name, f"it lands {depth} parts deep (through a symlink); at most {MAX_DEPTH} are allowed")
         if member.issym():
             self.check_symlink(name, member.linkname)
         elif member.islnk():
