@@ -6,7 +6,6 @@ headers and creates folders and links; writer threads create the files.
 
 from __future__ import annotations
 
-import os
 import queue
 import shutil
 import tarfile
