@@ -180,8 +180,10 @@ def test_a_name_below_a_symlink_lands_where_the_link_points(tmp_path):
      "would replace a folder"),
     ([(f"{TOP}/null", "chr")], f"{TOP}/null", "special file"),
     ([(f"{TOP}/pipe", "fifo")], f"{TOP}/pipe", "special file"),
+    ([(f"{TOP}/t", "file", {"mtime": "inf"})], f"{TOP}/t", "a header value cannot be applied"),
+    ([(f"{TOP}/t", "file"), (f"{TOP}/t", "file", {"mtime": "1e400"})], f"{TOP}/t", "a header value cannot"),
 ], ids=["hard-missing", "hard-to-folder", "dir-over-file", "file-under-file", "file-under-dangling-link",
-        "file-over-folder", "device", "fifo"])
+        "file-over-folder", "device", "fifo", "mtime-inf", "mtime-inf-slow-path"])
 def test_every_refusal_names_the_member_and_the_rule(tmp_path, members, name, rule):
     _refused(tmp_path, members, name, rule)
 

@@ -240,8 +240,16 @@ _RULES = {
 }
 
 
-def write_error(name: str, err: OSError) -> PvwError:
-    """The error for an OSError raised while creating member ``name``: UnsafeArchive with the rule, or InstallError."""
+def write_error(name: str, err: Exception) -> PvwError:
+    """The error for ``err`` raised while creating member ``name``: UnsafeArchive with the rule, or InstallError.
+
+    A ValueError or OverflowError comes from a header value the system
+    cannot apply (a pax mtime of ``inf``, say).
+    """
+    if isinstance(err, PvwError):
+        return err
+    if not isinstance(err, OSError):
+        return refused(name, f"a header value cannot be applied ({type(err).__name__}: {err})")
     rule = _RULES.get(err.errno)
     if rule is not None:
         return refused(name, f"{rule} ({err.strerror})")

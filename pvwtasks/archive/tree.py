@@ -70,7 +70,7 @@ class Tree:
         member.name = name
         try:
             self._add(tar, reader, member, name)
-        except OSError as err:
+        except (OSError, ValueError, OverflowError) as err:
             raise safety.write_error(name, err) from None
 
     def _add(self, tar: tarfile.TarFile, reader: ForwardReader, member: tarfile.TarInfo, name: str) -> None:

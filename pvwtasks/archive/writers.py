@@ -17,9 +17,9 @@ WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os,
 
 
 class WriteFailed(Exception):
-    """A writer thread could not write a member: ``name`` is the member, ``cause`` the OSError."""
+    """A writer thread could not write a member: ``name`` is the member, ``cause`` the error."""
 
-    def __init__(self, name: str, cause: OSError) -> None:
+    def __init__(self, name: str, cause: Exception) -> None:
         super().__init__(name, cause)
         self.name, self.cause = name, cause
 
@@ -63,7 +63,7 @@ class Writers:
             except BaseException as err:  # noqa: BLE001 - handed to the parsing thread
                 with self._cond:
                     if self._error is None:
-                        self._error = WriteFailed(name, err) if isinstance(err, OSError) else err
+                        self._error = WriteFailed(name, err) if isinstance(err, Exception) else err
             finally:
                 with self._cond:
                     self._pending -= 1
