@@ -15,22 +15,35 @@ import os
 import shutil
 import stat
 import tarfile
+from typing import Callable
 
 from . import safety
 from .safety import refused
 from .tarstream import ForwardReader
 from .writers import ASYNC_MAX_FILE, COPY_CHUNK, WRITE_FLAGS, WriteFailed, Writers
 
+BLOCK = 4096  # what one folder, link or empty file costs the disk at least
+_ENTRY = 64  # plus its name: what an entry costs its folder (ext4 needs 8 + the name, rounded up to 4)
+
+
+class ExpansionLimitReached(Exception):
+    """An extraction under a budget gave up: the archive writes more than allowed before it is verified."""
+
 
 class Tree:
     """The state of one extraction into ``dest``: what it created, and its writer threads.
 
     Use as a context manager; :meth:`add` each member, then :meth:`finish`.
-    Every failure is a PvwError naming the member.
+    Every failure is a PvwError naming the member.  With ``budget``, every
+    member is charged what it costs the disk (its size in whole blocks, at
+    least one block, and its entry in its folder), and ExpansionLimitReached stops the extraction before
+    the total passes ``budget()``.
     """
 
-    def __init__(self, dest: str) -> None:
+    def __init__(self, dest: str, budget: Callable[[], int | None] | None = None) -> None:
         self.dest = os.path.realpath(dest)
+        self.budget = budget  # the most bytes the disk may be charged now (None: no limit)
+        self.charged = BLOCK  # dest itself
         self.rules = safety.Rules(self.dest)
         # Fast path only into an empty folder: then nothing exists that this extraction did not make.
         fresh = not os.listdir(self.dest)
@@ -73,7 +86,15 @@ class Tree:
         except (OSError, ValueError, OverflowError) as err:
             raise safety.write_error(name, err) from None
 
+    def _charge(self, name: str, size: int) -> None:
+        """Charge ``size`` bytes (whole blocks, at least one) for member ``name``; ExpansionLimitReached past budget."""
+        self.charged += max(BLOCK, -(-size // BLOCK) * BLOCK) + _ENTRY + len(name) - name.rfind("/")
+        limit = self.budget() if self.budget is not None else None
+        if limit is not None and self.charged > limit:
+            raise ExpansionLimitReached(f"member {name!r} would take the tree past {limit} bytes on disk before verification")
+
     def _add(self, tar: tarfile.TarFile, reader: ForwardReader, member: tarfile.TarInfo, name: str) -> None:
+        self._charge(name, member.size if member.isreg() else 0)
         self._tops.add(name.split("/", 1)[0])
         parent = name.rpartition("/")[0]
         if name not in self.claimed and self._real_parent(parent):
@@ -133,6 +154,7 @@ class Tree:
             missing.append(parent)
             parent = parent.rpartition("/")[0]
         for folder in reversed(missing):
+            self._charge(folder, 0)
             os.mkdir(os.path.join(self.dest, folder))
             self.real_dirs.add(folder)
             self.claimed.add(folder)
@@ -187,6 +209,7 @@ class Tree:
             missing.append(folder)
             folder = os.path.dirname(folder)
         for folder in reversed(missing):
+            self._charge(folder, 0)
             os.mkdir(folder)
         self.made_dirs.add(path)
 

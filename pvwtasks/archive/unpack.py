@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 from ..errors import InstallError, PvwError
 from .inflate import INPUT_ERRORS, READ_CHUNK, Inflater, kind_of, not_an_archive
 from .tarstream import ForwardReader, members
-from .tree import Tree
+from .tree import ExpansionLimitReached, Tree
 
 # Unpacking while downloading writes at most STREAM_RATIO times the bytes received so far,
 # plus STREAM_SLACK, before the digest is known (a ParaView tarball inflates about 3x; a
@@ -28,10 +28,6 @@ STREAM_SLACK = 16 << 20
 
 class _Stopped(Exception):
     """The producer of a streamed archive went away."""
-
-
-class ExpansionLimitReached(Exception):
-    """A stream extraction gave up: the archive inflates more than allowed before it is verified."""
 
 
 def _labelled(err: PvwError, label: str) -> PvwError:
@@ -68,12 +64,12 @@ def extract(archive: Path, dest: Path) -> list[str]:
     return unpacker.tops or []
 
 
-def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str) -> list[str]:
+def _extract_chunks(chunks: Iterable[bytes], dest: Path, label: str, budget=None) -> list[str]:
     """Extract the tar whose decompressed bytes ``chunks`` yields into ``dest`` (see :func:`extract`)."""
     try:
         dest.mkdir(parents=True, exist_ok=True)
         reader = ForwardReader(iter(chunks))
-        with Tree(dest) as tree:
+        with Tree(dest, budget) as tree:
             for tar, member in members(reader):
                 tree.add(tar, reader, member)
             return tree.finish()
@@ -100,6 +96,7 @@ class Unpacker:
         self.error: BaseException | None = None
         self.tops: list[str] | None = None
         self.inflated = 0  # tar bytes handed to the parser so far
+        self.limit: int | None = None  # the most bytes the tree may take on disk now (set by the feeder)
         self._inflater = Inflater(label)
         self._queue: queue.Queue = queue.Queue(depth)
         self._input_failed = False
@@ -119,7 +116,7 @@ class Unpacker:
 
     def _run(self) -> None:
         try:
-            self.tops = _extract_chunks(self._chunks(), self.dest, self.label)
+            self.tops = _extract_chunks(self._chunks(), self.dest, self.label, lambda: self.limit)
         except BaseException as err:  # noqa: BLE001 - handed to the caller
             self.error = err
         finally:
@@ -187,9 +184,10 @@ class StreamExtractor:
     Whether the tree may be used is the caller's decision, once the bytes
     it came from are verified.
 
-    Nothing is verified yet, so the tar bytes unpacked never exceed
-    ``STREAM_RATIO`` times the bytes fed plus ``STREAM_SLACK`` (nor
-    ``max_bytes``, when given).  An archive that inflates more makes it give
+    Nothing is verified yet, so neither the tar bytes unpacked nor what the
+    tree costs the disk (file sizes in whole blocks, a block per folder,
+    link or empty file) ever exceed ``STREAM_RATIO`` times the bytes fed
+    plus ``STREAM_SLACK`` (nor ``max_bytes``, when given).  An archive that inflates more makes it give
     up quietly: it removes ``dest``, ignores the rest of the bytes, and
     :meth:`finish` answers None with :attr:`error` an ExpansionLimitReached.
     """
@@ -209,7 +207,7 @@ class StreamExtractor:
     @property
     def gave_up(self) -> bool:
         """True once it stopped because the archive inflates more than allowed before verification."""
-        return self._gave_up is not None
+        return isinstance(self.error, ExpansionLimitReached)
 
     @property
     def unpacked(self) -> int:
@@ -226,10 +224,12 @@ class StreamExtractor:
         if self._gave_up is not None:
             return
         self.received += len(chunk)
-        limit = self.limit()
-        if not self._unpacker.feed(chunk, limit):
+        limit = self._unpacker.limit = self.limit()
+        fed = self._unpacker.feed(chunk, limit)
+        if not fed or isinstance(self._unpacker.error, ExpansionLimitReached):
+            written = "inflates" if not fed else "writes"
             self._gave_up = ExpansionLimitReached(
-                f"{self.label} inflates to more than {limit} bytes from the first {self.received} received "
+                f"{self.label} {written} to more than {limit} bytes from the first {self.received} received "
                 f"(the limit before verification is {STREAM_RATIO}x + {STREAM_SLACK >> 20} MiB"
                 + (f", at most {self.max_bytes}" if self.max_bytes is not None else "") + ")")
             self._discard()

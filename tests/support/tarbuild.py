@@ -60,25 +60,24 @@ def build_tar(path: Path, members: list[tuple], fmt: int = tarfile.PAX_FORMAT) -
     return path
 
 
-def gzip_bomb(path: Path, name: str, inflated: int, block: int = 16 << 20) -> Path:
-    """A .tar.gz whose one member ``name`` is ``inflated`` zero bytes; about inflated / 1000 on disk.
+def gzip_bomb(path: Path, folder: str, files: int, size: int = 1 << 20) -> Path:
+    """A .tar.gz of ``files`` files of ``size`` zero bytes under ``folder``: about 1000x smaller than inflated.
 
     Built without compressing gigabytes: a gzip file may hold many members,
     so one compressed block of zeros is repeated.
     """
-    assert inflated % block == 0 and inflated % 512 == 0
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = inflated, 0o644, MTIME
-    header = info.tobuf(tarfile.GNU_FORMAT)
+    assert size % 512 == 0
 
     def gz(data: bytes) -> bytes:
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)
         return packer.compress(data) + packer.flush()
 
-    zeros = gz(bytes(block))
+    zeros = gz(bytes(size))
     with path.open("wb") as out:
-        out.write(gz(header))
-        for _ in range(inflated // block):
+        for number in range(files):
+            info = tarfile.TarInfo(f"{folder}/zeros-{number:05d}.bin")
+            info.size, info.mode, info.mtime = size, 0o644, MTIME
+            out.write(gz(info.tobuf(tarfile.GNU_FORMAT)))
             out.write(zeros)
         out.write(gz(bytes(1024)))  # end-of-archive
     return path
