@@ -91,7 +91,8 @@ class Tree:
         self.charged += max(BLOCK, -(-size // BLOCK) * BLOCK) + _ENTRY + len(name) - name.rfind("/")
         limit = self.budget() if self.budget is not None else None
         if limit is not None and self.charged > limit:
-            raise ExpansionLimitReached(f"member {name!r} would take the tree past {limit} bytes on disk before verification")
+            raise ExpansionLimitReached(
+                f"member {name!r} would take the tree past {limit} bytes on disk before verification")
 
     def _add(self, tar: tarfile.TarFile, reader: ForwardReader, member: tarfile.TarInfo, name: str) -> None:
         self._charge(name, member.size if member.isreg() else 0)
