@@ -21,7 +21,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 
-from . import extract
+from . import archive as extract
 from .errors import DownloadError
 from .fsutil import read_json, remove_quietly, write_json
 from .http import new_session, raise_for_status, redact, with_retries

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import extract, releases
+from . import archive as extract, releases
 from .errors import InstallError
 from .layout import INCOMING_PREFIX, Layout, ReleaseRecord
 
@@ -74,7 +74,7 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
     """
     # A tree unpacked while downloading is named after the sha256 of the very bytes
     # it came from; the caller passes the verified digest, so a match is safe to use.
-    staged = extract.staged_path(layout.versions, sha256)
+    staged = layout.staged_dir(sha256)
     discard_incomplete(layout, keep=staged)
     existing = releases.by_sha256(layout, sha256)
     if existing:

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import extract, fetch, install, releases, verify
+from . import archive as extract, fetch, install, releases, verify
 from .config import Layout, Settings, Source
 from .errors import DownloadError, HashMismatch
 from .fsutil import read_json, remove_quietly, replace_symlink, write_json
@@ -133,7 +133,7 @@ def verify_download(settings: Settings) -> dict:
         verify.check(fetched, expected)
     except HashMismatch:
         remove_quietly(download_record(layout))
-        shutil.rmtree(extract.staged_path(layout.versions, fetched.sha256), ignore_errors=True)
+        shutil.rmtree(layout.staged_dir(fetched.sha256), ignore_errors=True)
         raise
     published = verify.publish(fetched, layout.downloads, verified_record(layout))
     return {"sha256": published.sha256, "filename": published.filename}

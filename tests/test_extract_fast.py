@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import build_release
-from pvwtasks import extract
+from support.tarbuild import build_tar as _tar
+from pvwtasks import archive as extract
+from pvwtasks import demo
 from pvwtasks.errors import InstallError, UnsafeArchive
 
 TOP = "ParaView-6.0.0-MPI-Linux-Python3.11-x86_64"
@@ -34,29 +36,6 @@ def _snapshot(root: Path) -> dict:
                 out[rel] = ("file", oct(info.st_mode & 0o7777), int(info.st_mtime),
                             hashlib.sha256(path.read_bytes()).hexdigest())
     return out
-
-
-def _tar(path: Path, members: list[tuple]) -> Path:
-    """Write a .tar.gz of (name, kind, extra) members: kind file/dir/sym/hard/chr."""
-    with tarfile.open(path, "w:gz") as tar:
-        for name, kind, *rest in members:
-            info = tarfile.TarInfo(name)
-            info.mtime = 1_700_000_000
-            data = None
-            if kind == "file":
-                payload = rest[0] if rest else b"data of " + name.encode()
-                info.size, info.mode = len(payload), rest[1] if len(rest) > 1 else 0o644
-                data = io.BytesIO(payload)
-            elif kind == "dir":
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-            elif kind == "sym":
-                info.type, info.linkname = tarfile.SYMTYPE, rest[0]
-            elif kind == "hard":
-                info.type, info.linkname = tarfile.LNKTYPE, rest[0]
-            elif kind == "chr":
-                info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
-            tar.addfile(info, data)
-    return path
 
 
 def _tar_x(archive: Path, dest: Path) -> None:
@@ -133,14 +112,15 @@ def test_hardlink_to_a_file_written_by_a_writer_thread(tmp_path):
     assert (tmp_path / "out" / TOP / "hard").stat().st_ino == (tmp_path / "out" / TOP / "f49").stat().st_ino
 
 
-def _overflow_members() -> list[tuple]:
-    long_dir, steps, members, path = "d" * 247, "abcdefghijklmnop", [], ""
+def _overflow_members(top: str = "") -> list[tuple]:
+    long_dir, steps, members, path = "d" * 247, "abcdefghijklmnop", [], top
     for step in steps:
         members += [(os.path.join(path, long_dir), "dir"), (os.path.join(path, step), "sym", long_dir)]
         path = os.path.join(path, long_dir)
-    deep_link = os.path.join(*steps, "l" * 254)
+    deep_link = os.path.join(top, *steps, "l" * 254)
     return members + [(deep_link, "sym", os.path.join(*[".."] * len(steps))),
-                      ("escape", "sym", deep_link + "/../canary"), ("escape/pwned.txt", "file")]
+                      (os.path.join(top, "escape"), "sym", deep_link.removeprefix(top).lstrip("/") + "/../canary"),
+                      (os.path.join(top, "escape", "pwned.txt"), "file")]
 
 
 HOSTILE = {
@@ -158,6 +138,7 @@ HOSTILE = {
                                                                                         f"{TOP}/a/s")],
     # CVE-2025-4517: past PATH_MAX a non-strict realpath goes lexical while the kernel follows the links.
     "realpath_overflow": _overflow_members(),
+    "realpath_overflow_in_top": _overflow_members(TOP),
 }
 
 
@@ -237,8 +218,8 @@ def test_abort_stops_a_stream_extraction_and_removes_its_folder(tmp_path):
 
 def test_xz_and_concatenated_gzip_members(tmp_path):
     xz = build_release(tmp_path, "6.0.0", name="r.tar.xz")
-    extract.extract(xz, tmp_path / "xz")
-    assert (tmp_path / "xz").iterdir()
+    assert extract.extract(xz, tmp_path / "xz") == [xz_top := demo.top_folder("6.0.0")]
+    assert (tmp_path / "xz" / xz_top / "bin" / "pvpython").read_bytes().startswith(b"#!")
     # pigz / cat a.gz b.gz: a gzip file of several members is one stream.
     import gzip
     raw = gzip.decompress(build_release(tmp_path, "6.0.0", name="r.tar.gz").read_bytes())
@@ -310,3 +291,18 @@ def test_links_that_stay_inside_are_kept(tmp_path):
     archive = _tar(tmp_path / "fine.tar.gz", members)
     extract.extract(archive, tmp_path / "out")
     assert os.readlink(tmp_path / "out" / TOP / "a") == "b/.."
+
+
+def test_plain_tar_extracts_like_the_gzipped_one(tmp_path):
+    import gzip
+
+    release = build_release(tmp_path, "6.0.0", filler_files=20, filler_bytes=200_000)
+    plain = tmp_path / "release.tar"
+    plain.write_bytes(gzip.decompress(release.read_bytes()))
+    assert extract.extract(plain, tmp_path / "plain") == extract.extract(release, tmp_path / "gz")
+    assert _snapshot(tmp_path / "plain") == _snapshot(tmp_path / "gz")
+    extractor = extract.StreamExtractor(tmp_path / "streamed", plain.name)
+    extractor.feed(plain.read_bytes()[:200])  # shorter than the header that tells a plain tar
+    extractor.feed(plain.read_bytes()[200:])
+    assert extractor.finish() is not None
+    assert _snapshot(tmp_path / "streamed") == _snapshot(tmp_path / "gz")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from conftest import build_release, run_doit, write_config
 from pvwtasks import demo
+from support.tarbuild import build_tar
 
 INSTALL = "publish_hash"  # runs lock, download, verify, install, publish_hash
 
@@ -245,31 +245,16 @@ def test_plain_path_source_relative_to_config_folder(tmp_path):
 
 def _hostile(path: Path, kind: str) -> Path:
     top = "ParaView-6.6.6-MPI-Linux-Python3.11-x86_64"
-    with tarfile.open(path, "w:gz") as tar:
-        def add(name, data=b"x", **attrs):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            for key, value in attrs.items():
-                setattr(info, key, value)
-            tar.addfile(info, None if info.type in (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE) else
-                        __import__("io").BytesIO(data))
-        add(f"{top}/bin/pvpython", b"#!/bin/sh\n", mode=0o755)
-        if kind == "dotdot":
-            add(f"{top}/../../escaped.txt")
-        elif kind == "absolute":
-            add("/tmp/pvwtasks-absolute-escape.txt")
-        elif kind == "symlink":
-            add(f"{top}/lib", type=tarfile.SYMTYPE, linkname="../../../../../../etc")
-        elif kind == "symlink_then_write":
-            add(f"{top}/evil", type=tarfile.SYMTYPE, linkname="/tmp")
-            add(f"{top}/evil/pvwtasks-through-link.txt")
-        elif kind == "hardlink":
-            add(f"{top}/passwd", type=tarfile.LNKTYPE, linkname="/etc/passwd")
-        elif kind == "hardlink_dotdot":
-            add(f"{top}/passwd", type=tarfile.LNKTYPE, linkname="../../etc/passwd")
-        elif kind == "device":
-            add(f"{top}/null", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
-    return path
+    members = {
+        "dotdot": [(f"{top}/../../escaped.txt", "file")],
+        "absolute": [("/tmp/pvwtasks-absolute-escape.txt", "file")],
+        "symlink": [(f"{top}/lib", "sym", "../../../../../../etc")],
+        "symlink_then_write": [(f"{top}/evil", "sym", "/tmp"), (f"{top}/evil/pvwtasks-through-link.txt", "file")],
+        "hardlink": [(f"{top}/passwd", "hard", "/etc/passwd")],
+        "hardlink_dotdot": [(f"{top}/passwd", "hard", "../../etc/passwd")],
+        "device": [(f"{top}/null", "chr")],
+    }[kind]
+    return build_tar(path, [(f"{top}/bin/pvpython", "file", b"#!/bin/sh\n", 0o755)] + members)
 
 
 @pytest.mark.parametrize("kind, reason", [
@@ -304,14 +289,7 @@ def test_hostile_tarball_is_rejected_and_tree_unchanged(deployment, kind, reason
 
 
 def _archive(path: Path, files: dict[str, bytes]) -> Path:
-    import io
-
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return build_tar(path, [(name, "file", data) for name, data in files.items()])
 
 
 def test_docs_and_data_archives_are_extracted_beside_the_release(tmp_path, http_server):
