@@ -45,3 +45,11 @@ class LockHeld(PvwError):
 
 class NotifyError(PvwError):
     """A notification mail could not be sent."""
+
+
+class VenvError(PvwError):
+    """A trame app's companion venv could not be resolved or built."""
+
+
+class WebClientError(PvwError):
+    """A trame static web client or app page could not be built."""
