@@ -328,8 +328,8 @@ def resolve(spec: VenvSpec, mode: str, interpreter: Path | None = None,
     for item in data.get("install", []):
         meta, info = item.get("metadata", {}), item.get("download_info", {})
         url = info.get("url", "")
-        local = None
-        if url.startswith("file://"):
+        local = None  # only a direct local requirement is hashed; an index answer (even file://) is name==version
+        if item.get("is_direct") and url.startswith("file://"):
             path = Path(url[len("file://"):])
             hashes = (info.get("archive_info") or {}).get("hashes") or {}
             local = hashes.get("sha256") or (_local_hash(path) if path.exists() else None)
