@@ -1,0 +1,1 @@
+"""Reusable pieces for tests: a headless Chromium driven by selenium, a trame site behind Apache."""
