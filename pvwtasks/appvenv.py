@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import unquote, urlparse
 
 from .errors import VenvError
 from .layout import Layout, VenvRecord
@@ -156,6 +157,28 @@ def _local_path(requirement: str) -> Path | None:
 
 def _local_hash(path: Path) -> str:
     return tree_sha256(path) if path.is_dir() else file_sha256(path)
+
+
+def _ignore_build_leftovers(_folder: str, names: list[str]) -> set[str]:
+    return {n for n in names if n in _SKIP_IN_TREE or n.endswith(".egg-info") or n.endswith((".pyc", ".pyo"))}
+
+
+def stage_local_folders(requirements: Sequence[str], scratch: Path) -> list[str]:
+    """``requirements`` with each local source folder replaced by a copy in ``scratch``.
+
+    pip builds a folder in place (``build/``, ``*.egg-info``); a copy keeps
+    pvwtasks' tree and a lab's read-only folder untouched.
+    """
+    staged = []
+    for index, req in enumerate(requirements):
+        path = _local_path(req)
+        if path is not None and path.is_dir():
+            copy = scratch / f"src{index}-{path.name}"
+            shutil.copytree(path, copy, symlinks=True, ignore=_ignore_build_leftovers)
+            staged.append(str(copy))
+        else:
+            staged.append(req)
+    return staged
 
 
 def request_hash(spec: VenvSpec) -> str:
@@ -318,19 +341,28 @@ def resolve(spec: VenvSpec, mode: str, interpreter: Path | None = None,
             cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
                    "--no-input", "--report", str(report), "--target", str(Path(scratch) / "target"),
                    *_cross_options(spec)]
-        cmd += [*_index_options(spec, cache_dir), *spec.requirements]
+        cmd += [*_index_options(spec, cache_dir), *stage_local_folders(spec.requirements, Path(scratch))]
         _run_pip(cmd, spec, "resolve the requirements", _pip_env())
         try:
             data = json.loads(report.read_text())
         except (OSError, ValueError) as exc:
             raise VenvError(f"companion venv for Python {spec.python_version}: pip wrote no report: {exc}") from None
+        return parse_report(data)  # inside: a staged local folder is hashed before the scratch goes
+
+
+def parse_report(data: dict) -> list[Resolved]:
+    """The resolved set of a ``pip install --report`` document, sorted by name.
+
+    Only a direct local requirement (wheel or folder) carries a content hash;
+    what an index answered, even a ``file://`` one, is ``name==version``.
+    """
     resolved = []
     for item in data.get("install", []):
         meta, info = item.get("metadata", {}), item.get("download_info", {})
         url = info.get("url", "")
-        local = None  # only a direct local requirement is hashed; an index answer (even file://) is name==version
+        local = None
         if item.get("is_direct") and url.startswith("file://"):
-            path = Path(url[len("file://"):])
+            path = Path(unquote(urlparse(url).path))
             hashes = (info.get("archive_info") or {}).get("hashes") or {}
             local = hashes.get("sha256") or (_local_hash(path) if path.exists() else None)
         resolved.append(Resolved(normalize(meta["name"]), meta["version"], local))
@@ -476,7 +508,7 @@ def _build(layout: Layout, spec: VenvSpec, key: str, resolved: list[Resolved], m
             else:
                 cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--no-compile",
                        "--target", str(tmp / site_rel), *_cross_options(spec), "--constraint", str(pins)]
-            cmd += [*_index_options(spec, cache_dir), *spec.requirements]
+            cmd += [*_index_options(spec, cache_dir), *stage_local_folders(spec.requirements, Path(scratch))]
             _run_pip(cmd, spec, "install the requirements", env)
         site = tmp / site_rel
         if not site.is_dir():
