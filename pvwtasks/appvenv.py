@@ -21,6 +21,10 @@ module makes such a folder under ``ROOT/autodeploy/venvs/<key>``:
   record (the ``complete`` marker) is written last.  A folder without it is
   never counted as built and is removed by the next build or :func:`prune`.
 * ``vtk`` is refused (ParaView brings its own) unless ``allow_vtk``.
+* A cross build resolves for the release's minor and platform, but pip
+  evaluates environment markers (``python_version < "3.12"``) against the
+  host's Python: a requirement set that depends on such markers should pin
+  what it needs.
 
 Pure functions with explicit arguments; the doit graph calls them.  Layer:
 next to install/launcher (imports config-level modules only).
@@ -548,6 +552,20 @@ def choose_mode(python_version: str, interpreter: Path | str | None = "auto",
     if found is None:
         raise VenvError(f"companion venv: {interpreter} is not a Python {python_version} able to make a venv")
     return "venv", found
+
+
+def tool_python(record: VenvRecord, venv: Path) -> tuple[list[str], dict[str, str] | None]:
+    """(command, env) of a Python on the host that sees the venv's packages, for trame.tools.*.
+
+    A real venv: its ``bin/python``.  A ``--target`` venv for another minor:
+    pvwtasks' own Python with ``PYTHONPATH`` on its site-packages, enough for
+    the pure-Python trame tools (the release's ``pvpython --venv`` is the other way).
+    """
+    if record.mode == "venv":
+        return [str(venv / "bin" / "python")], None
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(venv / record.site_packages)
+    return [sys.executable], env
 
 
 def ensure_venv(layout: Layout, spec: VenvSpec, interpreter: Path | str | None = "auto",

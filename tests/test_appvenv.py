@@ -170,3 +170,40 @@ def test_a_local_folder_requirement_is_hashed_by_content_and_left_untouched(tmp_
     second = appvenv.ensure_venv(layout, spec, interpreter=None, cache_dir=pip_cache)
     assert second.action == "built" and second.record.key != first.record.key
     assert (second.site_packages / "lab_app/__init__.py").read_text() == "VALUE = 2\n"
+
+
+def test_a_build_killed_mid_pip_never_counts_and_the_next_run_builds(tmp_path, pip_cache):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from conftest import end_processes
+
+    layout = Layout(tmp_path / "root")
+    requirements = ("trame-client==4.1.4", "msgpack==1.1.0")
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})\n"
+              "from pathlib import Path\nfrom pvwtasks import appvenv\nfrom pvwtasks.layout import Layout\n"
+              f"appvenv.ensure_venv(Layout(Path({str(layout.root)!r})), appvenv.VenvSpec({OTHER_MINOR!r}, "
+              f"{requirements!r}), interpreter=None, cache_dir=Path({str(pip_cache)!r}))\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        building = []
+        while time.monotonic() < deadline and not building:  # the temp folder exists: pip is installing
+            building = [p for p in layout.venvs.glob(f"{appvenv.BUILDING_PREFIX}*")] if layout.venvs.exists() else []
+            time.sleep(0.02)
+        assert building, "the build never started"
+        os.killpg(proc.pid, signal.SIGKILL)  # the build and its pip, at once
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            parent = psutil.Process(proc.pid)
+            end_processes([parent, *parent.children(recursive=True)], 5)
+    assert appvenv.built_venvs(layout) == {}
+    result = appvenv.ensure_venv(layout, appvenv.VenvSpec(OTHER_MINOR, requirements), interpreter=None,
+                                 cache_dir=pip_cache)
+    assert result.action == "built"
+    assert sorted(p.name for p in layout.venvs.iterdir()) == [result.record.key]

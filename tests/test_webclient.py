@@ -6,7 +6,7 @@ import pytest
 
 from pvwtasks import demo_apps, webclient
 from pvwtasks.errors import WebClientError
-from support.venvs import demo, subprocess_audit  # noqa: F401
+from support.venvs import demo, pip_cache, subprocess_audit  # noqa: F401
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -86,3 +86,21 @@ def test_client_key_follows_trame_versions_only():
 def test_bad_app_names_are_refused(name):
     with pytest.raises(WebClientError):
         webclient.check_app_name(name)
+
+
+def test_client_of_a_cross_minor_venv_is_built_by_the_host_python(tmp_path, pip_cache):
+    from pvwtasks import appvenv
+    from pvwtasks.layout import Layout
+    from support.venvs import HOST_MINOR
+
+    other = "3.12" if HOST_MINOR != "3.12" else "3.11"
+    layout = Layout(tmp_path / "root")
+    venv = appvenv.ensure_venv(layout, appvenv.VenvSpec(other, ("trame==4.0.0", "trame-vtk==2.11.17")),
+                               interpreter=None, cache_dir=pip_cache)
+    assert venv.record.mode == "target"
+    python, env = appvenv.tool_python(venv.record, venv.path)
+    client = webclient.ensure_client(layout, python, "vue3", ["vtk"], venv.record.packages, env=env)
+    assert client.action == "built"
+    assert (client.path / "index.html").is_file() and list(client.path.glob("__trame_vtk*"))
+    assert webclient.write_app_page(layout, client, "viewer", python, env=env)
+    assert 'data-app-name="viewer"' in layout.app_page("viewer").read_text()
