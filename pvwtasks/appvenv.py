@@ -68,8 +68,8 @@ class VenvSpec:
 
     python_version: str  # the release's minor, "3.12"
     requirements: tuple[str, ...]  # pip requirement strings; local wheels/folders as absolute paths
-    index_url: str | None = None
-    find_links: tuple[Path, ...] = ()
+    index_url: str | None = None  # may hold credentials: never logged (see redact)
+    find_links: tuple[Path, ...] = ()  # wheel folders; without index_url pip runs with --no-index
     allow_vtk: bool = False  # only for stand-in releases that have no VTK of their own
     platforms: tuple[str, ...] = ()  # cross builds: pip --platform tags; default manylinux up to the host's glibc
 
@@ -269,6 +269,8 @@ def _index_options(spec: VenvSpec, cache_dir: Path | None) -> list[str]:
     opts: list[str] = []
     if spec.index_url:
         opts += ["--index-url", spec.index_url]
+    elif spec.find_links:  # a wheel folder and no index: air-gapped, never wait on PyPI
+        opts += ["--no-index"]
     for folder in spec.find_links:
         opts += ["--find-links", str(folder)]
     if cache_dir is not None:
@@ -482,6 +484,14 @@ def _wslink_ok(resolved: Sequence[Resolved]) -> bool:
     return False
 
 
+def _own_wslink_ok() -> bool:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return _wslink_ok([Resolved("wslink", version("wslink"))])
+    except (ImportError, PackageNotFoundError):
+        return False
+
+
 def _build(layout: Layout, spec: VenvSpec, key: str, resolved: list[Resolved], mode: str,
            interpreter: Path | None, cache_dir: Path | None, request: str) -> VenvRecord:
     started = time.monotonic()
@@ -527,6 +537,9 @@ def _build(layout: Layout, spec: VenvSpec, key: str, resolved: list[Resolved], m
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     launcher = str(final / "bin" / "python") if mode == "venv" and _wslink_ok(resolved) else sys.executable
+    if launcher == sys.executable and not _own_wslink_ok():
+        log.warning("the launcher for venv %s runs from %s, whose wslink is older than 2.5 (trame needs 2.5)",
+                    key, sys.executable)
     record = VenvRecord(key=key, python_version=spec.python_version, mode=mode,
                         packages=[r.line for r in resolved], site_packages=site_rel, launcher_python=launcher,
                         interpreter=str(interpreter) if mode == "venv" else None, requests=[request],

@@ -207,3 +207,24 @@ def test_a_build_killed_mid_pip_never_counts_and_the_next_run_builds(tmp_path, p
                                  cache_dir=pip_cache)
     assert result.action == "built"
     assert sorted(p.name for p in layout.venvs.iterdir()) == [result.record.key]
+
+
+def test_a_wheel_folder_alone_builds_offline_and_resolves_to_the_same_key(tmp_path, pip_cache):
+    requirements = ("trame-client==4.1.4",)
+    online = appvenv.ensure_venv(Layout(tmp_path / "online"), appvenv.VenvSpec(OTHER_MINOR, requirements),
+                                 interpreter=None, cache_dir=pip_cache)
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(wheels),
+                           "--cache-dir", str(pip_cache), *requirements], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    offline_layout = Layout(tmp_path / "offline")
+    spec = appvenv.VenvSpec(OTHER_MINOR, requirements, find_links=(wheels,))
+    offline = appvenv.ensure_venv(offline_layout, spec, interpreter=None, cache_dir=tmp_path / "empty-cache")
+    assert offline.action == "built"
+    assert offline.record.key == online.record.key  # the same resolved set, wherever it came from
+    assert (offline.site_packages / "trame_client").is_dir()
+    # A requirement the folder lacks fails at once (no index asked) and is named.
+    with pytest.raises(VenvError, match="msgpack==1.1.0"):
+        appvenv.ensure_venv(offline_layout, appvenv.VenvSpec(OTHER_MINOR, (*requirements, "msgpack==1.1.0"),
+                                                             find_links=(wheels,)),
+                            interpreter=None, cache_dir=tmp_path / "empty-cache")
