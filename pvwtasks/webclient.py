@@ -50,6 +50,7 @@ TOOL_TIMEOUT = 600
 APP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _BASE = re.compile(r"<base\s[^>]*>", re.I)
 _HTML = re.compile(r"<html\b[^>]*>", re.I)
+_APP_ATTR = re.compile(r'data-app-name="\w+"')  # trame.tools.app's own pattern
 _SM_ATTR = re.compile(r'\sdata-session-manager-url="[^"]*"', re.I)
 
 
@@ -178,9 +179,19 @@ def write_app_page(layout: Layout, client: ClientResult, app: str, python: Seque
                    session_manager_url: str = "/paraview/", env: Mapping[str, str] | None = None) -> bool:
     """Write ``www/<app>.html`` with trame.tools.app, served from the shared client folder.
 
-    Answers whether the page changed.  Raises WebClientError for a bad name or a failed tool.
+    Answers whether the page changed; an unchanged page is recognised without
+    running the tool.  Raises WebClientError for a bad name or a failed tool.
     """
     check_app_name(app)
+    page = layout.app_page(app)
+    rel = client.path.relative_to(layout.www).as_posix()
+    try:  # already the page trame.tools.app would give: no Python run
+        index = (client.path / "index.html").read_text(encoding="utf-8")
+        named = _APP_ATTR.sub(f'data-app-name="{app}"', index)
+        if page.read_text(encoding="utf-8") == page_html(named, f"{rel}/", session_manager_url):
+            return False
+    except OSError:
+        pass
     with tempfile.TemporaryDirectory(prefix="pvwtasks-page-") as scratch:
         template = Path(scratch) / "index.html"
         shutil.copyfile(client.path / "index.html", template)
@@ -192,9 +203,7 @@ def write_app_page(layout: Layout, client: ClientResult, app: str, python: Seque
         text = made.read_text(encoding="utf-8")
     if f'data-app-name="{app}"' not in text:
         raise WebClientError(f"trame.tools.app ({app}) did not name the app in its page")
-    rel = client.path.relative_to(layout.www).as_posix()
     html = page_html(text, f"{rel}/", session_manager_url)
-    page = layout.app_page(app)
     try:
         if page.read_text(encoding="utf-8") == html:
             return False
@@ -222,4 +231,25 @@ def prune_clients(layout: Layout, keep_keys: Sequence[str]) -> list[str]:
                 continue
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder.name)
+    return removed
+
+
+def remove_stale_pages(layout: Layout, apps: Sequence[str]) -> list[str]:
+    """Delete ``www/<name>.html`` pages made here for apps no longer in ``apps``; answers their names.
+
+    A page counts as made here when it points at a ``trame/`` client folder;
+    ``index.html`` and any other page are left alone.
+    """
+    keep, removed = set(apps), []
+    for page in sorted(layout.www.glob("*.html")):
+        name = page.stem
+        if name == "index" or name in keep:
+            continue
+        try:
+            head = page.read_text(encoding="utf-8", errors="replace")[:4096]
+        except OSError:
+            continue
+        if re.search(r'<base href="trame/[^"]*"', head) and "data-session-manager-url" in head:
+            page.unlink()
+            removed.append(name)
     return removed

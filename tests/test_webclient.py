@@ -35,8 +35,8 @@ def test_client_is_built_once_and_pages_never_replace_index_html(demo):
         again = webclient.ensure_client(layout, python, "vue3", demo_apps.CONE_VIEWER_WWW_MODULES,
                                         demo.venv.record.packages)
     assert again.action == "reused" and again.path == client.path
+        assert webclient.write_app_page(layout, again, demo_apps.CONE_VIEWER_APP, python) is False
     assert audit.started == []
-    assert webclient.write_app_page(layout, again, demo_apps.CONE_VIEWER_APP, python) is False
     assert webclient.write_app_page(layout, again, "second_app", python) is True
     assert 'data-app-name="second_app"' in layout.app_page("second_app").read_text()
     assert layout.index_page.read_text() == sentinel
@@ -104,3 +104,18 @@ def test_client_of_a_cross_minor_venv_is_built_by_the_host_python(tmp_path, pip_
     assert (client.path / "index.html").is_file() and list(client.path.glob("__trame_vtk*"))
     assert webclient.write_app_page(layout, client, "viewer", python, env=env)
     assert 'data-app-name="viewer"' in layout.app_page("viewer").read_text()
+
+
+def test_pages_of_removed_apps_go_and_other_pages_stay(tmp_path):
+    from pvwtasks.layout import Layout
+
+    layout = Layout(tmp_path / "root")
+    layout.www.mkdir(parents=True)
+    made = webclient.page_html('<html data-app-name="x"><head><base href="." /></head></html>', "trame/vue3-1/",
+                               "/paraview/")
+    for name in ("kept", "gone"):
+        layout.app_page(name).write_text(made.replace('"x"', f'"{name}"'))
+    layout.index_page.write_text("<html><head><base href=\"trame/\"></head></html>")
+    (layout.www / "notes.html").write_text("<html>a page of the lab</html>")
+    assert webclient.remove_stale_pages(layout, ["kept"]) == ["gone"]
+    assert sorted(p.name for p in layout.www.iterdir()) == ["index.html", "kept.html", "notes.html"]
