@@ -34,9 +34,10 @@ def test_client_is_built_once_and_pages_never_replace_index_html(demo):
     with audit:
         again = webclient.ensure_client(layout, python, "vue3", demo_apps.CONE_VIEWER_WWW_MODULES,
                                         demo.venv.record.packages)
+        unchanged = webclient.write_app_page(layout, again, demo_apps.CONE_VIEWER_APP, python)
     assert again.action == "reused" and again.path == client.path
-        assert webclient.write_app_page(layout, again, demo_apps.CONE_VIEWER_APP, python) is False
-    assert audit.started == []
+    assert unchanged is False
+    assert audit.started == []  # neither trame.tools.www nor trame.tools.app ran
     assert webclient.write_app_page(layout, again, "second_app", python) is True
     assert 'data-app-name="second_app"' in layout.app_page("second_app").read_text()
     assert layout.index_page.read_text() == sentinel
