@@ -190,12 +190,22 @@ def test_a_build_killed_mid_pip_never_counts_and_the_next_run_builds(tmp_path, p
     proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
+        def installing() -> bool:  # pip's install run (not the dry-run resolve) into the .building folder
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    cmd = child.cmdline()
+                except psutil.Error:
+                    continue
+                if "--target" in cmd and "--dry-run" not in cmd and any(appvenv.BUILDING_PREFIX in a for a in cmd):
+                    return True
+            return False
+
         deadline = time.monotonic() + 120
-        building = []
-        while time.monotonic() < deadline and not building:  # the temp folder exists: pip is installing
-            building = [p for p in layout.venvs.glob(f"{appvenv.BUILDING_PREFIX}*")] if layout.venvs.exists() else []
+        seen = False
+        while time.monotonic() < deadline and proc.poll() is None and not seen:
+            seen = installing()
             time.sleep(0.02)
-        assert building, "the build never started"
+        assert seen and proc.poll() is None, "pip's install run was not seen while the build was running"
         os.killpg(proc.pid, signal.SIGKILL)  # the build and its pip, at once
         proc.wait(timeout=10)
     finally:
