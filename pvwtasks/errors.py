@@ -53,3 +53,11 @@ class ProgramError(PvwError):
 
 class MissingProgram(ProgramError):
     """A program the deployment needs is not installed."""
+
+
+class VenvError(PvwError):
+    """A trame app's companion venv could not be resolved or built."""
+
+
+class WebClientError(PvwError):
+    """A trame static web client or app page could not be built."""

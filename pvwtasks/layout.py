@@ -111,6 +111,34 @@ class Layout:
     def part_record(self, filename: str) -> Path:
         return self.downloads / f"{filename}.part.json"
 
+    # --- trame apps: companion venvs and static web clients
+    @property
+    def venvs(self) -> Path:
+        """``autodeploy/venvs``: content-addressed companion venvs, one folder per key."""
+        return self.autodeploy / "venvs"
+
+    def venv_dir(self, key: str) -> Path:
+        return self.venvs / key
+
+    def venv_record(self, key: str) -> Path:
+        """The venv's ``complete`` record, written last: no record, not built."""
+        return self.venv_dir(key) / "pvwtasks-venv.json"
+
+    @property
+    def trame_clients(self) -> Path:
+        """``www/trame``: the static trame clients, one folder per client key."""
+        return self.www / "trame"
+
+    def client_dir(self, key: str) -> Path:
+        return self.trame_clients / key
+
+    def client_record(self, key: str) -> Path:
+        return self.client_dir(key) / "pvwtasks-client.json"
+
+    def app_page(self, app: str) -> Path:
+        """``www/<app>.html``: the page of one trame app."""
+        return self.www / f"{app}.html"
+
     # --- extras (docs, data)
     def extra_link(self, kind: str) -> Path:
         return self.autodeploy / kind
@@ -345,6 +373,36 @@ class HashRecord(Record):
     url: str
     size: int
     installed_at: str  # ISO 8601 UTC
+
+
+@dataclass(frozen=True)
+class VenvRecord(Record):
+    """``venvs/<key>/pvwtasks-venv.json``: a finished companion venv (its ``complete`` marker)."""
+
+    key: str
+    python_version: str  # the release's minor, e.g. 3.12
+    mode: str  # "venv" (made by a matching interpreter) | "target" (pip --target for another minor)
+    packages: list  # resolved "name==version", sorted
+    site_packages: str  # relative to the venv
+    launcher_python: str  # a Python with wslink >= 2.5 that can run the launcher
+    interpreter: str | None  # the interpreter that made a real venv, None for "target"
+    requests: list  # hashes of the declared requirement sets that resolved to this key
+    built_at: float
+    seconds: float = 0.0  # wall time of the build
+    size: int = 0  # bytes on disk
+
+
+@dataclass(frozen=True)
+class ClientRecord(Record):
+    """``www/trame/<key>/pvwtasks-client.json``: a finished static trame client."""
+
+    key: str
+    client_type: str  # vue2 | vue3
+    modules: list
+    packages: list  # the trame packages' "name==version" it was built from
+    built_at: float
+    seconds: float = 0.0
+    size: int = 0
 
 
 def read_pid(path: Path) -> int | None:
