@@ -192,21 +192,13 @@ class Web:
 
 @dataclass(frozen=True)
 class App:
-    script: str
-    args: list[str] = field(
-        default_factory=lambda: ["--port", "${port}", "--data-dir", "${data}", "-f", "--authKey", "${secret}"]
-    )
+    """One web app of the launcher: a script or a module run by the release's pvpython."""
+
+    script: str = ""  # a .py file: absolute, or relative to the release's site-packages or its top folder
+    module: str = ""  # or a module, run as ``pvpython -m MODULE``
+    args: list[str] | None = None  # None: the usual arguments of the release's family
     ready_line: Annotated[str, _Shape(r".+", "a non-empty line (the launcher answers 503 without one)", True)] = (
         "Starting factory")
-
-
-def _seed_apps() -> dict[str, App]:
-    return {
-        "pipeline": App("paraview/web/pv_web_visualizer.py"),
-        "visualizer": App("paraview/web/pv_web_visualizer.py"),
-        "loader": App("paraview/web/pv_web_file_loader.py"),
-        "data_prober": App("paraview/web/pv_web_data_prober.py"),
-    }
 
 
 @dataclass(frozen=True)
@@ -223,8 +215,9 @@ class Launcher:
     python_flags: list[str] = field(default_factory=lambda: ["-dr"])
     stop_grace: NonNegative = 10.0
     start_timeout: Positive = 30.0
-    health_app: str = "visualizer"
-    apps: dict[str, App] = field(default_factory=_seed_apps)
+    health_app: str = ""  # empty: the first app
+    backend: Literal["", "egl", "osmesa", "glx"] = ""  # 6.x picks its OpenGL backend at run time
+    apps: dict[str, App] = field(default_factory=dict)  # empty: the release family's bundled apps
 
     @property
     def connect_host(self) -> str:
@@ -478,7 +471,10 @@ def _check_together(s: Settings) -> None:
     if len(s.launcher.port_range) != 2 or first > last:
         raise ConfigError(f"{p}: [launcher] port_range: expected [first, last] ports in order, "
                           f"got {s.launcher.port_range}")
-    if s.launcher.health_app and s.launcher.health_app not in s.launcher.apps:
+    for name, app in s.launcher.apps.items():
+        if bool(app.script) == bool(app.module):
+            raise ConfigError(f"{p}: [launcher.apps.{name}] script: set either script or module (exactly one)")
+    if s.launcher.apps and s.launcher.health_app and s.launcher.health_app not in s.launcher.apps:
         raise ConfigError(f"{p}: [launcher] health_app: '{s.launcher.health_app}' is not in [launcher.apps]")
     if bool(s.web.tls_certificate) != bool(s.web.tls_key):
         raise ConfigError(f"{p}: [web] tls_key: set both tls_certificate and tls_key, or neither")

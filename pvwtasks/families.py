@@ -259,6 +259,21 @@ def default_apps(info: ReleaseInfo, release_dir: Path, data_dir: Path) -> dict[s
     return apps
 
 
+def default_args(info: ReleaseInfo) -> list[str]:
+    """The arguments an app of this family takes, for a configured app that gives none.
+
+    Exactly what each family's apps accept: 5.10 - 5.12 exit on an unknown
+    flag such as ``-f``; 5.13+ apps are trame apps (``--server``).
+    """
+    if info.family == LEGACY:
+        return ["--port", "${port}", "--data-dir", "${data}", "-f", "--authKey", "${secret}"]
+    if info.family == FAMILY_5_6:
+        return ["--port", "${port}", "--data", "${data}", "--authKey", "${secret}"]
+    if info.family == FAMILY_5_10:
+        return ["--host", "${host}", "--port", "${port}", "--authKey", "${secret}", "--data", "${data}"]
+    return ["--host", "${host}", "--port", "${port}", "--authKey", "${secret}", "--server"]
+
+
 def require_web_apps(info: ReleaseInfo, configured: Iterable[str]) -> None:
     """Fail before any switch when the release can serve nothing: 5.13+/6.x and no (trame) app configured.
 

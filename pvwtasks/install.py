@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import archive as extract, releases
+from . import archive as extract, families, releases
 from .errors import InstallError
 from .layout import INCOMING_PREFIX, Layout, ReleaseRecord
 
@@ -25,31 +25,6 @@ log = logging.getLogger(__name__)
 def version_of(top_folder: str) -> str:
     found = re.search(r"\d+(?:\.\d+)+(?:-RC\d+)?", top_folder, re.IGNORECASE)
     return found.group(0) if found else top_folder
-
-
-def discover(tree: Path) -> tuple[str, str, str]:
-    """Find ``bin/pvpython`` and the Python ``site-packages`` inside ``tree``.
-
-    Returns (pvpython, site_packages, python_version), paths relative to
-    ``tree``.  Raises InstallError when the tree is not a ParaView release.
-    """
-    pvpython = tree / "bin" / "pvpython"
-    if not pvpython.is_file() or not os.access(pvpython, os.X_OK):
-        raise InstallError(f"{tree.name}: no executable bin/pvpython; not a ParaView binary release")
-    modern = sorted((tree / "lib").glob("python3.*/site-packages"), key=lambda p: _py_key(p.parent.name))
-    legacy = sorted((tree / "lib").glob("paraview-*/site-packages"), key=lambda p: _py_key(p.parent.name))
-    if modern:
-        site = modern[-1]
-        python_version = site.parent.name.removeprefix("python")
-    elif legacy:  # ParaView 4.x kept its modules in lib/paraview-X.Y/site-packages
-        site, python_version = legacy[-1], ""
-    else:
-        raise InstallError(f"{tree.name}: no lib/python3.X/site-packages found")
-    return "bin/pvpython", str(site.relative_to(tree)), python_version
-
-
-def _py_key(name: str) -> tuple[int, ...]:
-    return tuple(int(n) for n in re.findall(r"\d+", name))
 
 
 def discard_incomplete(layout: Layout, keep: Path | None = None) -> None:
@@ -94,7 +69,7 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
         if len(tops) != 1 or not (incoming / tops[0]).is_dir():
             raise InstallError(f"{archive.name}: expected one top folder, found {tops or 'none'}")
         top = tops[0]
-        pvpython, site_packages, python_version = discover(incoming / top)
+        info = families.detect(incoming / top, top)
         name = f"{top}-{sha256[:12]}"
         final = layout.release_dir(name)
         if final.exists():
@@ -103,7 +78,8 @@ def install(layout: Layout, archive: Path, sha256: str, url: str, size: int) -> 
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
     release = ReleaseRecord(
-        name, top, version_of(top), sha256, url, size, time.time(), pvpython, site_packages, python_version
+        name, top, version_of(top), sha256, url, size, time.time(), info.pvpython, info.site_packages,
+        info.python_version, info=info.to_json(),
     )
     release.save(layout.release_record(name))
     log.info("extracted %s into versions/%s in %.1f s", archive.name, name, time.monotonic() - started)

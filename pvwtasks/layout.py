@@ -317,6 +317,7 @@ class ReleaseRecord(Record):
     python_version: str  # e.g. 3.11
     failed: dict | None = None  # {"at": epoch, "reason": text} once its health check failed
     healthy_at: float | None = None  # when it last passed a health check as the live release
+    info: dict | None = None  # families.ReleaseInfo: family, ParaView/Python versions, variant, apps
 
     @property
     def failure(self) -> Failure | None:
@@ -373,6 +374,10 @@ class HashRecord(Record):
     url: str
     size: int
     installed_at: str  # ISO 8601 UTC
+    family: str = ""  # families.FAMILIES: legacy, 5.6-5.9, 5.10-5.12, 5.13, 6.x
+    paraview_version: str = ""
+    python_version: str = ""
+    variant: str = ""  # egl, osmesa or "" (from the file name)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
-from . import archive as extract, fetch, install, releases, verify
+from . import apps, archive as extract, fetch, install, releases, verify
 from .config import Layout, Settings, Source
-from .errors import DownloadError, HashMismatch
+from .errors import DownloadError, HashMismatch, InstallError
 from .fsutil import read_json, remove_quietly, replace_symlink, write_json
+from .layout import HashRecord
 from .http import new_session, redact
 
 log = logging.getLogger(__name__)
@@ -167,32 +168,37 @@ def install_release(settings: Settings) -> dict:
         if live:
             releases.switch_live(layout, live)
         return {"switched": False, "live": _live_label(layout)}
+    # What the launcher would serve from this release must exist in it (5.13+ ships no
+    # web apps; 5.12's apps are not in a 5.13 tree): fail here, before any switch.
+    apps.launcher_apps(settings, release, layout.release_dir(release.name))
     moved = releases.switch_live(layout, release)
     pruned = releases.prune(layout, settings.deploy.keep)
     return {"switched": moved, "live": release.name, "pruned": pruned}
 
 
 def publish_hash(settings: Settings) -> dict:
-    """Write ``www/hash.json`` for the live release; keep the old one as ``hash.json.previous``."""
+    """Write ``www/hash.json`` for the live release; keep the old one as ``hash.json.previous``.
+
+    Raises InstallError when no release is live yet.
+    """
     layout = settings.layout
     live = releases.live_release(layout)
     if live is None:
-        raise DownloadError("no live release to publish; run the install step first")
-    current = {
-        "sha256": live.sha256,
-        "version": live.version,
-        "name": live.name,
-        "url": redact(live.url),
-        "size": live.size,
-        "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(live.installed_at)),
-    }
-    old = read_json(layout.hash_file)
+        raise InstallError("no live release to publish; run the install step first")
+    info = apps.release_info(live, layout.release_dir(live.name))
+    current = HashRecord(
+        sha256=live.sha256, version=live.version, name=live.name, url=redact(live.url), size=live.size,
+        installed_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(live.installed_at)),
+        family=info.family, paraview_version=info.paraview_version, python_version=info.python_version,
+        variant=info.variant,
+    )
+    old = HashRecord.load(layout.hash_file)
     if old == current:
-        return current
-    if old and old.get("sha256") != current["sha256"]:
-        write_json(layout.hash_file.with_name("hash.json.previous"), old)
-    write_json(layout.hash_file, current)
-    return current
+        return current.to_dict()
+    if old and old.sha256 != current.sha256:
+        old.save(layout.previous_hash_file)
+    current.save(layout.hash_file)
+    return current.to_dict()
 
 
 def compare_hash(settings: Settings) -> dict:

@@ -25,10 +25,10 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, cron, programs, releases
+from . import apache, apps, cron, families, programs, releases
 from .config import Settings, current_group, current_user
-from .errors import RenderError
-from .fsutil import atomic_write_text
+from .errors import PvwError, RenderError
+from .fsutil import atomic_write_text, replace_symlink
 from .layout import HashRecord, LastRun, Layout, ReleaseRecord
 
 log = logging.getLogger(__name__)
@@ -67,27 +67,22 @@ def live_tree(settings: Settings) -> tuple[ReleaseRecord, Path]:
 def launcher_config(settings: Settings) -> dict:
     """The wslink launcher's configuration for the live release, as a dict.
 
-    Apps whose script is missing from the release are left out with a
-    warning.  Every property gets a ``sanitize`` entry, so a client's POST
-    body cannot replace ``python_exec`` or any other property.
+    The apps are the configured ones or the family's bundled apps
+    (:func:`pvwtasks.apps.launcher_apps`).  Every property gets a
+    ``sanitize`` entry, so a client's POST body cannot replace
+    ``python_exec`` or any other property.
     """
     layout, launcher = settings.layout, settings.launcher
     release, tree = live_tree(settings)
-    site = tree / release.site_packages
     properties = {
         "python_exec": str(tree / release.pvpython),
-        "python_path": str(site),
-        "data": str(layout.autodeploy / "data"),
+        "python_path": str(tree / release.site_packages),
+        "data": str(layout.extra_link("data")),
     }
-    apps = {}
-    for name, app in launcher.apps.items():
-        if not (site / app.script).is_file():
-            log.warning("app %s left out: %s is not in %s", name, app.script, release.name)
-            continue
-        cmd = ["${python_exec}", *launcher.python_flags, "${python_path}/" + app.script, *app.args]
-        apps[name] = {"cmd": cmd, "ready_line": app.ready_line}
-    if not apps:
-        raise RenderError(f"none of the configured apps exists in {release.name}; check [launcher.apps]")
+    try:
+        served = apps.launcher_apps(settings, release, tree)
+    except PvwError as err:
+        raise RenderError(str(err)) from None
     return {
         "configuration": {
             "host": launcher.host,
@@ -97,7 +92,7 @@ def launcher_config(settings: Settings) -> dict:
             "timeout": launcher.timeout,
             "log_dir": str(layout.session_logs),
             "proxy_file": str(layout.proxy_file),
-            "fields": ["file", "host", "port"],
+            "fields": ["file", "host", "port", "secret"],
             "content": str(layout.www),
             "sanitize": {
                 key: {"type": "inList", "list": [value], "default": value} for key, value in properties.items()
@@ -105,7 +100,7 @@ def launcher_config(settings: Settings) -> dict:
         },
         "resources": [{"host": launcher.host, "port_range": list(launcher.port_range)}],
         "properties": properties,
-        "apps": apps,
+        "apps": {name: spec.to_launcher() for name, spec in served.items()},
     }
 
 
@@ -154,6 +149,34 @@ def _link_docs(layout: Layout) -> bool:
     return link.is_dir()
 
 
+def _link_static_clients(layout: Layout, info: families.ReleaseInfo) -> dict[str, str]:
+    """Serve the release's bundled web clients as ``www/<app>/`` (links through the live link).
+
+    Links left by another release that this one lacks are removed.  Returns
+    the app names served, with their link targets.
+    """
+    wanted = {}
+    if info.share_web:
+        for app in info.static_apps:
+            wanted[app] = os.path.join("..", "autodeploy", layout.live_link.name, info.share_web, app, "www")
+    layout.www.mkdir(parents=True, exist_ok=True)
+    for entry in layout.www.iterdir():
+        if entry.is_symlink() and entry.name not in wanted and _is_client_link(os.readlink(entry), layout):
+            entry.unlink()
+    for app, target in wanted.items():
+        link = layout.www / app
+        if link.exists() and not link.is_symlink():
+            log.warning("www/%s is a real folder, not a link to the bundled client; left alone", app)
+            continue
+        if not link.is_symlink() or os.readlink(link) != target:
+            replace_symlink(link, target)
+    return wanted
+
+
+def _is_client_link(target: str, layout: Layout) -> bool:
+    return target.startswith(os.path.join("..", "autodeploy", layout.live_link.name, "share") + os.sep)
+
+
 def _check_log_folder(folder: Path) -> None:
     """Make ``folder``; RenderError when logrotate would refuse it (writable by others)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -194,11 +217,19 @@ def _launcher_values(settings: Settings) -> dict:
 
 
 def _start_values(settings: Settings) -> dict:
-    layout = settings.layout
+    layout, launcher = settings.layout, settings.launcher
     release, tree = live_tree(settings)
+    info = apps.release_info(release, tree)
+    # The release's own Python when it bundles wslink, else pvwtasks' own (which has it).
+    python = families.launcher_python(info, tree) or Path(sys.executable)
+    try:
+        env = families.render_env(info, launcher.backend, launcher.display)
+    except PvwError as err:
+        raise RenderError(str(err)) from None
     return {
-        "pvpython": str(tree / release.pvpython),
-        "bundled_launcher": str(tree / release.site_packages / "wslink" / "launcher.py"),
+        "launcher_python": str(python),
+        "release": info.label,
+        "render_env": env,
         "launch_json": str(layout.launch_json),
         "launcher_log": str(layout.launcher_log),
     }
@@ -248,16 +279,23 @@ def _index_values(settings: Settings) -> dict:
     if run is not None and run.result:
         last_run = {"result": str(run.result), "finished": _stamp(run.finished), "host": str(run.host),
                     "failed": sorted(run.failed or {})}
-    names = sorted(settings.launcher.apps)
+    names, clients = sorted(settings.launcher.apps), {}
     if live is not None:
-        site = layout.versions / live.name / live.site_packages
-        names = [name for name in names if (site / settings.launcher.apps[name].script).is_file()]
-    apps = [{"name": app, "link": f"apps/{app}/" if (layout.www / "apps" / app).is_dir() else ""} for app in names]
+        tree = layout.release_dir(live.name)
+        info = apps.release_info(live, tree)
+        release["family"] = info.label
+        clients = _link_static_clients(layout, info)
+        try:
+            names = list(apps.launcher_apps(settings, live, tree))
+        except PvwError as err:
+            log.warning("landing page: %s", err)
+    names += [name for name in clients if name not in names]  # static-only clients such as glance
+    app_links = [{"name": app, "link": f"{app}/" if app in clients else ""} for app in names]
     return {
         "release": release,
         "last_run": last_run,
         "last_result": last_run["result"] if last_run else "none",
-        "apps": apps,
+        "apps": app_links,
         "docs_link": "docs/" if _link_docs(layout) else "",
         "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
     }
@@ -394,7 +432,7 @@ def render_text(settings: Settings, name: str, **values) -> str:
 
     entry = output(name)
     context = {"settings": settings, "layout": settings.layout, "web": settings.web,
-               "project_python": sys.executable, **entry.values(settings, **values)}
+               **entry.values(settings, **values)}
     try:
         return _environment().get_template(entry.template).render(**context)
     except jinja2.TemplateError as err:

@@ -18,7 +18,7 @@ import time
 import psutil
 import requests
 
-from . import config, launcher, processes, proxyfile, releases
+from . import apps, config, launcher, processes, proxyfile, releases
 from .config import Settings
 from .errors import LauncherError, PvwError
 from .layout import HashRecord, LastRun
@@ -73,12 +73,15 @@ def collect(settings: Settings) -> dict:
         pid = listening.get(session["port"])
         sessions.append({**session, "pid": pid, "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
     last = LastRun.load(layout.last_run_record)
+    family = apps.release_info(live, layout.release_dir(live.name)) if live else None
     return {
         "root": str(layout.root),
         "live": {
             "name": live.name, "version": live.version, "sha256": live.sha256,
             "installed_at": _iso(live.installed_at), "url": published.url if published else None,
-        } if live else None,
+            "family": family.family, "paraview_version": family.paraview_version,
+            "python_version": family.python_version, "variant": family.variant, "label": family.label,
+        } if live and family else None,
         "previous": {"version": previous.version, "name": previous.name} if previous else None,
         "launcher": info,
         "sessions": sessions,
@@ -99,6 +102,7 @@ def render_text(data: dict) -> str:
     lines = [f"deployment   {data['root']}"]
     if live:
         lines.append(f"live         {live['version']}  ({live['name']})")
+        lines.append(f"  family     {live['label']}")
         lines.append(f"  sha256     {live['sha256']}")
         lines.append(f"  installed  {live['installed_at']}")
     else:

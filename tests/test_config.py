@@ -30,8 +30,8 @@ def test_defaults_and_relative_paths(tmp_path):
     assert settings.deploy.root == tmp_path / "deploy"
     assert settings.deploy.keep == 2
     assert settings.source.url == str(tmp_path / "releases" / "x.tar.gz")
-    assert sorted(settings.launcher.apps) == ["data_prober", "loader", "pipeline", "visualizer"]
-    assert all(app.ready_line == "Starting factory" for app in settings.launcher.apps.values())
+    assert settings.launcher.apps == {}  # no apps named: the release family's bundled apps
+    assert settings.launcher.health_app == ""
     assert settings.cron.update == "0 4 * * 1" and settings.cron.logrotate == "55 3 * * 1"
 
 
@@ -51,7 +51,7 @@ def test_shipped_default_config_is_valid():
     (GOOD + "listing = 'l.txt'\npattern = 'x'\n", "[source] url: set either url, or listing with pattern"),
     ("[deploy]\nroot = 'd'\n[source]\nlisting = 'l.txt'\npattern = '('\n", "[source] pattern: not a valid regex"),
     (GOOD + "[notify]\nmethod = 'smtp'\n", "[notify] to: needs at least one address"),
-    (GOOD + "[launcher.apps.viewer]\nargs = []\n", "[launcher.apps.viewer] script: missing required key"),
+    (GOOD + "[launcher.apps.viewer]\nargs = []\n", "[launcher.apps.viewer] script: set either script or module"),
     ("[deploy\nroot=1", "not valid TOML"),
 ])
 def test_bad_config_gives_one_line_naming_file_and_key(tmp_path, text, expected):

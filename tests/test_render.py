@@ -174,7 +174,7 @@ def test_crontab_update_line_really_runs(deployed, tmp_path):
 
 
 def test_index_page_escapes_everything_and_shows_the_release(deployed, tmp_path):
-    apps = dict(deployed.launcher.apps)
+    apps = {"visualizer": config.App(script="paraview/web/pv_web_visualizer.py")}
     apps['<script>alert("x")</script>'] = apps["visualizer"]
     settings = dataclasses.replace(deployed, launcher=dataclasses.replace(deployed.launcher, apps=apps))
     LastRun(started=0, finished=0, result="failed", host="h<b>", failed={"down<load>": "x"}).save(
