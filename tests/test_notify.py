@@ -13,7 +13,6 @@ import pytest
 import trustme
 
 from conftest import build_release, write_config
-from pvwtasks.doit_adapter import runs_update
 from unattended_support import MailServer, doit, free_port, live_name, notify_toml
 
 HOST = socket.getfqdn()
@@ -309,19 +308,26 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["-f", "dodo.py", "update", "config=x.toml"], True),
-    (["-f", "dodo.py", "config=x.toml"], True),  # update is the default task
-    ([], True),
-    (["run", "-v", "2", "update"], True),
-    (["--file", "update", "list"], False),
-    (["list", "-f", "dodo.py"], False),
-    (["-f", "dodo.py", "status", "--json"], False),
-    (["-f", "dodo.py", "notify_test"], False),
-    (["info", "update"], False),
+@pytest.mark.parametrize("args, mailed", [
+    (("update",), True),
+    ((), True),  # update is the default task
+    (("run", "-v", "2", "update"), True),
+    (("info", "update"), False),
+    (("notify_test",), False),
+    (("status", "--json"), False),
 ])
-def test_runs_update_reads_doits_command_line(argv, expected):
-    assert runs_update(argv) is expected
+def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed):
+    mail = smtp()
+    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                          extra=notify_toml(mail.port))
+    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+
+    run = doit(config, *args)
+
+    assert run.returncode == 3
+    assert run.output.strip().splitlines() == [f"ERROR: {config}: [deploy] kepe: unknown key (did you mean 'keep'?)"]
+    assert len(mail.wait_for(1, timeout=5 if mailed else 1)) == (1 if mailed else 0)
+    assert not (tmp_path / "root").exists()
 
 
 def test_notify_test_silent_server_times_out_with_one_line(tmp_path):
