@@ -8,8 +8,6 @@ import http.server
 import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,17 +16,8 @@ from pathlib import Path
 import pytest
 
 from pvwtasks import demo
-
-PROJECT = Path(__file__).resolve().parent.parent
-DODO = PROJECT / "dodo.py"
-DOIT = [sys.executable, "-m", "doit"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from support.doit import run_doit
+from support.ports import free_port
 
 @dataclass
 class Faults:
@@ -183,26 +172,6 @@ start_timeout = 20
 """
     path.write_text(text)
     return path
-
-
-@dataclass
-class DoitRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run_doit(config: Path, *args: str, env: dict | None = None, timeout: float = 180) -> DoitRun:
-    """Run ``doit -f dodo.py ARGS config=CONFIG`` in a real subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PVW_CONFIG", None)
-    cmd = [*DOIT, "-f", str(DODO), *args, f"config={config}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=config.parent)
-    return DoitRun(proc.returncode, proc.stdout, proc.stderr)
 
 
 def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:

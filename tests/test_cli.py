@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_doit
+from support.doit import run_doit
 
 
 def test_doit_list_reads_like_a_table_of_contents(deployment):

@@ -26,7 +26,10 @@ from wslink.chunking import UnChunker, generate_chunks
 from pvwtasks import config as pvwconfig
 from pvwtasks import install, launcher
 
-from conftest import build_release, run_doit, stop_deployment_processes, write_config
+from conftest import build_release, stop_deployment_processes, write_config
+from support.doit import run_doit
+from support.ports import free_port_range
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -34,25 +37,6 @@ pytestmark = pytest.mark.timeout(180)
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
-
-
-def free_port_range(count: int) -> tuple[int, int]:
-    """``count`` consecutive loopback ports that are free right now."""
-    for _ in range(200):
-        first = secrets.randbelow(20000) + 20000
-        socks = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                socks.append(sock)
-            return first, first + count - 1
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 def make_deployment(folder: Path, url: str, **kwargs) -> dict:
@@ -125,15 +109,6 @@ def port_free(port: int) -> bool:
 
 def proxy_text(settings) -> str:
     return settings.layout.proxy_file.read_text()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def assert_nothing_left(d: dict) -> None:

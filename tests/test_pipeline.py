@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_release, run_doit, write_config
+from conftest import build_release, write_config
+from support.doit import run_doit
 from pvwtasks import demo
 
 INSTALL = "publish_hash"  # runs lock, download, verify, install, publish_hash

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_release, run_doit
+from conftest import build_release
+from support.doit import run_doit
 from pvwtasks import config, render
 from pvwtasks.errors import RenderError
 from render_support import fake_crontab, httpd_conf, render_config, tls_files

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import run_doit
+from support.doit import run_doit
 from test_launcher import dep, deploy, make_deployment, open_session, pidfile_pid  # noqa: F401 - dep is a fixture
 
 from pvwtasks import launcher
