@@ -50,7 +50,8 @@ def task_verify():
         "actions": [step("pvwtasks.pipeline:verify_download", SETTINGS)],
         "file_dep": [layout.download_record],
         "targets": [layout.verified_record],
-        "uptodate": [changed(SETTINGS, extra={"sha256": SETTINGS.source.sha256, "checksums": SETTINGS.source.checksums})],
+        "uptodate": [changed(SETTINGS, extra={"sha256": SETTINGS.source.sha256,
+                                              "checksums": SETTINGS.source.checksums})],
         "task_dep": _LOCKED,
     }
 

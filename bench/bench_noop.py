@@ -167,8 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = update.med("wall") / listing.med("wall")
     lines = [*common.summary_table([update, listing, bare]), "",
              common.verdict("wall time, no-op update / doit list", ratio, 1.5),
-             common.verdict("wall time, no-op update / one-task dodo's doit list", update.med("wall") / bare.med("wall"),
-                            1.5),
+             common.verdict("wall time, no-op update / one-task dodo's doit list",
+                            update.med("wall") / bare.med("wall"), 1.5),
              f"- launcher running during the runs: {'yes' if running_before and running_after else 'no'}"
              f"{' (stopped by PID afterwards: ' + ', '.join(map(str, stopped)) + ')' if stopped else ''}",
              f"- requests to the loopback release server per no-op update: {update.requests_per_run:.1f} "

@@ -109,8 +109,9 @@ def _stand_in_for_tasks(tasks: dict, default_task: str, failure: ConfigFailure) 
     that raises the config error: ``doit run`` never calls it (the reporter
     stops first, mailing the error for ``update``), while ``doit list`` and
     ``doit info`` do, and stop with the error.  The other tasks become
-    stand-ins taking any option (``doit status --json``), so that selecting
-    them reaches the reporter too, which stops with the same line.
+    stand-ins with the same options (their ``@task_params``, e.g.
+    ``doit status --json``), so that selecting them reaches the reporter
+    too, which stops with the same line.
     """
     for name, creator in list(tasks.items()):
         if not (name.startswith("task_") and callable(creator)):
@@ -269,7 +270,13 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def _use_dep_file(path: Path) -> None:
-    """Move doit's dep manager from memory to ``path`` (it started in memory because ROOT was not set up)."""
+    """Move doit's dep manager from memory to ``path`` (it started in memory because ROOT was not set up).
+
+    Called from the reporter's ``initialize``, before doit reads or writes
+    any task's state, so nothing is lost.  It re-runs doit's own
+    ``Dependency.__init__`` with the same backend class, checker and codec
+    (attributes of doit 0.36 and 0.37), on the object the runner holds.
+    """
     dep = Globals.dep_manager
     if dep is not None and dep.name == _MEMORY:
         dep.__init__(dep.db_class, str(path), checker_cls=type(dep.checker), codec_cls=type(dep.backend.codec))

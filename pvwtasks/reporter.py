@@ -95,8 +95,11 @@ class RunReport:
         return all(meta.get(name, {}).get("read_only") for name in selected)
 
     def start(self, selected: list[str], meta: dict[str, dict]) -> None:
-        record = self.record
+        record = self.record  # shared with the notify step: filled in place, emptied for each run
         record.selected, record.meta, record.started = list(selected), meta, time.time()
+        record.ran.clear()
+        record.skipped.clear()
+        record.failed.clear()
         self.logging = not self.read_only(selected, meta)
         if self.logging:
             self.log.write(f"start: doit {' '.join(selected)} config={self.settings.path} (pvwtasks {__version__})")
