@@ -18,6 +18,7 @@ from pvwtasks.doit_adapter import (RUN, changed, check, doit_config, dodo_path, 
 
 SETTINGS = load_settings()  # only reads the config; a bad one fails each command with its one line
 
+_CRON_TASK = "update"  # what cron runs: the default task, preflighted, recorded and mailed by the reporter
 _LOCKED = ["lock"]
 _BOOKKEEPING = {"mail": "bookkeeping"}
 _RESTART = {"mail": "restart"}
@@ -163,8 +164,8 @@ def task_render_logrotate():
 def task_render_cron():
     """Render conf/crontab: the weekly `doit update` and logrotate lines."""
     dodo = str(dodo_path())
-    return _render_task("cron", "crontab.j2", SETTINGS.layout.crontab_file, dodo=dodo, extra={
-        **_keys("cron", "update", "logrotate"), "dodo": dodo, "config": str(SETTINGS.path),
+    return _render_task("cron", "crontab.j2", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
+        **_keys("cron", "update", "logrotate"), "dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path),
         "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
     })
 
@@ -278,4 +279,4 @@ def task_install_vhost():
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,
 # where the reporter mails the error (for `update`) and stops with it before any of them is called.
-DOIT_CONFIG = doit_config(SETTINGS, default_task="update", tasks=globals())
+DOIT_CONFIG = doit_config(SETTINGS, default_task=_CRON_TASK, tasks=globals())

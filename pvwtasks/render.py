@@ -294,7 +294,8 @@ def _context(settings: Settings, name: str, values: dict) -> dict:
         context.update(
             config_path=settings.path,
             update_command=_cron_command(
-                [*doit_command(), "-f", dodo, "update", f"config={settings.path}"], layout.update_log),
+                [*doit_command(), "-f", dodo, values.get("task", "update"), f"config={settings.path}"],
+                layout.update_log),
             logrotate_command=_cron_command(
                 ["logrotate", "-s", logrotate_state(layout), output_path(layout, "logrotate")]),
         )
