@@ -317,6 +317,7 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
     (("info", "update"), False),
     (("notify_test",), False),
     (("status", "--json"), False),
+    (("stop_launcher",), False),
 ])
 def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed):
     mail = smtp()
