@@ -3,54 +3,69 @@
 Cron runs ``doit update``; every step below is also a task of its own
 (``doit list``).  The config is ``config/pvw.toml`` unless ``PVW_CONFIG`` or
 ``doit ... config=PATH`` names another one.  This file only declares
-tasks: the work is done by the ``pvwtasks`` modules.
+tasks: their names, order and dependencies.  The work is done by the
+``pvwtasks`` functions each action names as ``"module:function"``,
+imported only when the action (or check) runs.  A task's ``meta`` tells the
+reporter and the mails what it is: ``read_only`` (takes no lock, writes no
+log), ``lock``, and ``mail`` ("bookkeeping", "rendered", "restart").
 """
 
-from pvwtasks import apache, cron, deploy, launcher, notify, pipeline, proxyfile, render, status
-from pvwtasks.doit_adapter import RUN, changed, check, doit_config, dodo_path, load_settings, progress_bar, step
-from pvwtasks.lock import acquire
+import sys
+from pathlib import Path
 
-SETTINGS = load_settings()
-LAYOUT = SETTINGS.layout
-DOIT_CONFIG = doit_config(SETTINGS)
+import pvwtasks
+from pvwtasks.doit_adapter import (RUN, changed, check, doit_config, dodo_path, load_settings, progress_bar, step,
+                                   task_params)
 
+SETTINGS = load_settings()  # only reads the config; a bad one fails each command with its one line
+
+_CRON_TASK = "update"  # what cron runs: the default task, preflighted, recorded and mailed by the reporter
 _LOCKED = ["lock"]
+_BOOKKEEPING = {"mail": "bookkeeping"}
+_RESTART = {"mail": "restart"}
+_READ_ONLY = {"read_only": True}
+_TEMPLATES = Path(pvwtasks.__file__).resolve().parent / "templates"
 
 
 def task_lock():
     """Take this deployment's run lock, so two updates never overlap."""
-    return {"actions": [step(acquire, LAYOUT.lock_file)], "uptodate": [False]}
+    return {"actions": [step("pvwtasks.lock:acquire", SETTINGS.layout.lock_file)], "uptodate": [False],
+            "meta": {"lock": True, **_BOOKKEEPING}}
 
 
 def task_download():
     """Download the ParaView tarball when upstream changed (resumes a partial .part)."""
     return {
-        "actions": [step(pipeline.download_release, SETTINGS, progress=progress_bar())],
-        "targets": [pipeline.download_record(LAYOUT)],
-        "uptodate": [changed(SETTINGS, "download", "source"), check(pipeline.upstream_unchanged, SETTINGS)],
+        "actions": [step("pvwtasks.pipeline:download_release", SETTINGS, progress=progress_bar())],
+        "targets": [SETTINGS.layout.download_record],
+        "uptodate": [changed(SETTINGS, "source"),
+                     check("pvwtasks.pipeline:upstream_unchanged", SETTINGS,
+                           why="upstream unchanged (a HEAD of the release URL matches the verified download)")],
         "task_dep": _LOCKED,
     }
 
 
 def task_verify():
     """Check the download's sha256 (pinned or from the checksum manifest) and publish it."""
+    layout = SETTINGS.layout
     return {
-        "actions": [step(pipeline.verify_download, SETTINGS)],
-        "file_dep": [pipeline.download_record(LAYOUT)],
-        "targets": [pipeline.verified_record(LAYOUT)],
-        "uptodate": [changed(SETTINGS, "verify", extra={"sha256": SETTINGS.source.sha256,
-                                                        "checksums": SETTINGS.source.checksums})],
+        "actions": [step("pvwtasks.pipeline:verify_download", SETTINGS)],
+        "file_dep": [layout.download_record],
+        "targets": [layout.verified_record],
+        "uptodate": [changed(SETTINGS, extra={"sha256": SETTINGS.source.sha256,
+                                              "checksums": SETTINGS.source.checksums})],
         "task_dep": _LOCKED,
     }
 
 
 def task_install():
     """Extract the verified release into autodeploy/versions/ and switch the live symlink."""
+    layout = SETTINGS.layout
     return {
-        "actions": [step(pipeline.install_release, SETTINGS)],
-        "file_dep": [pipeline.verified_record(LAYOUT)],
-        "targets": [LAYOUT.installed_record],
-        "uptodate": [changed(SETTINGS, "install", extra={"keep": SETTINGS.deploy.keep})],
+        "actions": [step("pvwtasks.pipeline:install_release", SETTINGS)],
+        "file_dep": [layout.verified_record],
+        "targets": [layout.installed_record],
+        "uptodate": [changed(SETTINGS, extra={"keep": SETTINGS.deploy.keep})],
         "task_dep": _LOCKED,
     }
 
@@ -64,20 +79,22 @@ def task_extras():
         yield {
             "name": kind,
             "doc": f"Download and extract the {kind} archive into autodeploy/{kind}.",
-            "actions": [step(pipeline.install_extra, SETTINGS, kind, url)],
-            "targets": [pipeline.extra_record(LAYOUT, kind)],
-            "uptodate": [changed(SETTINGS, f"extras:{kind}", extra={"url": url}),
-                         check(pipeline.extra_unchanged, SETTINGS, kind, url)],
+            "actions": [step("pvwtasks.pipeline:install_extra", SETTINGS, kind, url)],
+            "targets": [SETTINGS.layout.extra_record(kind)],
+            "uptodate": [changed(SETTINGS, extra={"url": url}),
+                         check("pvwtasks.pipeline:extra_unchanged", SETTINGS, kind, url,
+                               why=f"upstream unchanged (a HEAD of the {kind} URL matches autodeploy/{kind})")],
             "task_dep": _LOCKED,
         }
 
 
 def task_publish_hash():
     """Write www/hash.json (sha256 of the archive bytes, version, URL); keep hash.json.previous."""
+    layout = SETTINGS.layout
     return {
-        "actions": [step(pipeline.publish_hash, SETTINGS)],
-        "file_dep": [LAYOUT.installed_record],
-        "targets": [LAYOUT.hash_file],
+        "actions": [step("pvwtasks.pipeline:publish_hash", SETTINGS)],
+        "file_dep": [layout.installed_record],
+        "targets": [layout.hash_file],
         "task_dep": _LOCKED,
     }
 
@@ -85,24 +102,25 @@ def task_publish_hash():
 def task_proxy_file():
     """Create proxy.txt (session -> host:port map for Apache) with its group and mode 0660."""
     return {
-        "actions": [step(proxyfile.ensure_proxy_file, SETTINGS)],
-        "targets": [LAYOUT.proxy_file],
-        "uptodate": [changed(SETTINGS, "proxy_file", extra={"group": SETTINGS.launcher.proxy_group,
-                                                             "user": SETTINGS.launcher.user,
-                                                             "web_user": SETTINGS.web.user}),
-                     check(proxyfile.proxy_file_ok, SETTINGS)],
+        "actions": [step("pvwtasks.proxyfile:ensure_proxy_file", SETTINGS)],
+        "targets": [SETTINGS.layout.proxy_file],
+        "uptodate": [changed(SETTINGS, extra={"group": SETTINGS.launcher.proxy_group, "user": SETTINGS.launcher.user,
+                                              "web_user": SETTINGS.web.user}),
+                     check("pvwtasks.proxyfile:proxy_file_ok", SETTINGS,
+                           why="proxy.txt has the right group and mode 0660")],
         "task_dep": _LOCKED,
     }
 
 
-def _render_task(name, sections=(), extra=None, file_dep=(), uptodate=(), **values):
+def _render_task(name, template, output, sections=(), extra=None, file_dep=(), uptodate=(), **values):
     return {
-        "actions": [step(render.render_file, SETTINGS, name, **values)],
-        "file_dep": [render.template_file(name), *file_dep],
-        "targets": [render.output_path(LAYOUT, name)],
-        "uptodate": [changed(SETTINGS, f"render_{name}", *sections, extra=extra), *uptodate],
+        "actions": [step("pvwtasks.render:render_file", SETTINGS, name, **values)],
+        "file_dep": [_TEMPLATES / template, *file_dep],
+        "targets": [output],
+        "uptodate": [changed(SETTINGS, *sections, extra=extra), *uptodate],
         "task_dep": _LOCKED,
         "clean": True,
+        "meta": {"mail": "rendered", "label": name},
     }
 
 
@@ -114,7 +132,7 @@ def _keys(section, *names):
 
 def task_render_vhost():
     """Render the Apache virtual host to conf/pvw-vhost.conf (launcher proxy, websocket map, TLS)."""
-    task = _render_task("vhost", extra={
+    task = _render_task("vhost", "vhost.conf.j2", SETTINGS.layout.vhost_file, extra={
         "web": _keys("web", "server_name", "server_admin", "http_port", "https_port", "tls_certificate",
                      "tls_key", "proxy_timeout"),
         "launcher": _keys("launcher", "host", "port", "endpoint"),
@@ -125,35 +143,41 @@ def task_render_vhost():
 
 def task_render_launcher():
     """Render the wslink launcher config conf/launch.json from the installed release."""
-    return _render_task("launcher", file_dep=[LAYOUT.installed_record], extra={
-        "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps"),
-        "session_url": render.session_url(SETTINGS),
+    layout = SETTINGS.layout
+    return _render_task("launcher", "launch.json.j2", layout.launch_json, file_dep=[layout.installed_record], extra={
+        "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",
+                          "health_app"),
+        "session_url": _keys("web", "server_name", "http_port", "https_port", "tls_certificate", "tls_key"),
     })
 
 
 def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
-    return _render_task("start", file_dep=[LAYOUT.installed_record],
-                        extra=_keys("launcher", "display", "endpoint"))
+    layout = SETTINGS.layout
+    return _render_task("start", "start.sh.j2", layout.start_script, file_dep=[layout.installed_record],
+                        extra=_keys("launcher", "display", "endpoint", "backend"))
 
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", ("logrotate",))
+    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",))
 
 
 def task_render_cron():
     """Render conf/crontab: the weekly `doit update` and logrotate lines."""
     dodo = str(dodo_path())
-    return _render_task("cron", dodo=dodo, extra={
-        **_keys("cron", "update", "logrotate"), "dodo": dodo, "config": str(SETTINGS.path),
-        "doit": cron.doit_command(), "path": cron.cron_path(),
+    return _render_task("cron", "crontab.j2", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
+        **_keys("cron", "update", "logrotate"), "dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path),
+        "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
     })
 
 
 def task_render_index():
     """Render the landing page www/index.html: live version, hash, last update, app links."""
-    return _render_task("index", file_dep=[LAYOUT.hash_file], uptodate=[check(render.index_current, SETTINGS)],
+    layout = SETTINGS.layout
+    return _render_task("index", "index.html.j2", layout.index_page, file_dep=[layout.hash_file],
+                        uptodate=[check("pvwtasks.render:index_current", SETTINGS,
+                                        why="index.html shows the last update's result and the installed docs")],
                         extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
                                "endpoint": SETTINGS.launcher.endpoint})
 
@@ -161,9 +185,10 @@ def task_render_index():
 def task_compare_hash():
     """Compare the archive's sha256 with the last run's: report changed or unchanged."""
     return {
-        "actions": [step(pipeline.compare_hash, SETTINGS)],
+        "actions": [step("pvwtasks.pipeline:compare_hash", SETTINGS)],
         "uptodate": [False],
         "task_dep": _LOCKED,
+        "meta": _BOOKKEEPING,
     }
 
 
@@ -172,21 +197,24 @@ _RENDERED = ["render_vhost", "render_launcher", "render_start", "render_logrotat
 
 def task_launcher():
     """Restart the launcher if the install or its config changed, or it is down; roll back if unhealthy."""
+    layout = SETTINGS.layout
     return {
-        "actions": [step(deploy.ensure_running, SETTINGS)],
-        "file_dep": [LAYOUT.installed_record, render.output_path(LAYOUT, "launcher"),
-                     render.output_path(LAYOUT, "start")],
-        "uptodate": [check(launcher.running_as_deployed, SETTINGS)],
+        "actions": [step("pvwtasks.deploy:ensure_running", SETTINGS)],
+        "file_dep": [layout.installed_record, layout.launch_json, layout.start_script],
+        "uptodate": [check("pvwtasks.launcher:running_as_deployed", SETTINGS,
+                           why="the launcher runs, healthy, with the live release, launch.json and start.sh")],
         "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start"],
+        "meta": _RESTART,
     }
 
 
 def task_notify():
     """Mail the run's result: a new version (if enabled) or an unchanged upstream."""
     return {
-        "actions": [step(notify.run_finished, SETTINGS, RUN)],
+        "actions": [step("pvwtasks.notify:run_finished", SETTINGS, RUN)],
         "uptodate": [False],
         "task_dep": _LOCKED,
+        "meta": _BOOKKEEPING,
     }
 
 
@@ -201,47 +229,56 @@ def task_update():
 
 def task_restart_launcher():
     """Stop the launcher and its sessions, start it again and health-check it."""
-    return {"actions": [step(deploy.restart, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
+    return {"actions": [step("pvwtasks.deploy:restart", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED + ["proxy_file"], "meta": _RESTART}
 
 
 def task_start_launcher():
     """Start the launcher (detached) if it is not running, and wait until it answers."""
-    return {"actions": [step(deploy.start, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED + ["proxy_file"]}
+    return {"actions": [step("pvwtasks.deploy:start", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED + ["proxy_file"], "meta": _RESTART}
 
 
 def task_stop_launcher():
     """Stop the launcher and every session process it started, orphans included."""
-    return {"actions": [step(launcher.stop, SETTINGS)], "uptodate": [False], "task_dep": _LOCKED}
+    return {"actions": [step("pvwtasks.launcher:stop", SETTINGS)], "uptodate": [False], "task_dep": _LOCKED}
 
 
-def task_status():
+@task_params([{"name": "as_json", "long": "json", "type": bool, "default": False,
+               "help": "print the status as JSON for monitoring"}])
+def task_status(as_json):
     """Show the live version, launcher health, sessions, last update and disk use (--json)."""
     return {
-        "actions": [step(status.show, SETTINGS)],
-        "params": [{"name": "as_json", "long": "json", "type": bool, "default": False,
-                    "help": "print the status as JSON for monitoring"}],
+        "actions": [step("pvwtasks.status:show", SETTINGS, as_json=as_json)],
         "uptodate": [False],
         "verbosity": 2,
+        "meta": _READ_ONLY,
     }
 
 
 def task_notify_test():
     """Send a test mail with the [notify] settings."""
-    return {"actions": [step(notify.send_test, SETTINGS)], "uptodate": [False], "verbosity": 2}
+    return {"actions": [step("pvwtasks.notify:send_test", SETTINGS)], "uptodate": [False], "verbosity": 2,
+            "meta": _READ_ONLY}
 
 
 def task_install_cron():
     """Install pvwtasks' marked block into the user's crontab (other lines untouched)."""
-    return {"actions": [step(cron.install_cron, SETTINGS)], "file_dep": [render.output_path(LAYOUT, "cron")],
+    return {"actions": [step("pvwtasks.cron:install_cron", SETTINGS)], "file_dep": [SETTINGS.layout.crontab_file],
             "uptodate": [False], "task_dep": ["render_cron"]}
 
 
 def task_uninstall_cron():
     """Remove pvwtasks' marked block from the user's crontab."""
-    return {"actions": [step(cron.uninstall_cron, SETTINGS)], "uptodate": [False]}
+    return {"actions": [step("pvwtasks.cron:uninstall_cron", SETTINGS)], "uptodate": [False]}
 
 
 def task_install_vhost():
     """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
-    return {"actions": [step(apache.install_vhost, SETTINGS)], "uptodate": [False],
+    return {"actions": [step("pvwtasks.apache:install_vhost", SETTINGS)], "uptodate": [False],
             "task_dep": ["render_vhost", "proxy_file"]}
+
+
+# Last, because on a config that cannot be loaded it defers every task creator above to the run,
+# where the reporter mails the error (for `update`) and stops with it before any of them is called.
+DOIT_CONFIG = doit_config(SETTINGS, default_task=_CRON_TASK, tasks=globals())

@@ -9,7 +9,12 @@ checks, the launcher health check, the compare and notify steps.  At the
 end the launcher is stopped with ``doit stop_launcher`` (and any process
 left under the deploy root is stopped by PID).
 
-Target (issue 6): median ``doit update`` <= 1.5x median ``doit list``.
+A third side is ``doit list`` of a one-task dodo (no pvwtasks import at
+all): doit's bare start-up.  Against it the ratio shows what loading this
+project's dodo and the no-op's own work cost.
+
+Targets: median ``doit update`` <= 1.5x median ``doit list`` (issue 6), and
+<= 1.5x a one-task dodo's ``doit list`` (issue 9).
 
     .venv/bin/python bench/bench_noop.py             # 15 runs per side
     .venv/bin/python bench/bench_noop.py --runs 5
@@ -85,18 +90,45 @@ def deploy_versions(work: Path, server: common.LoopbackServer, count: int, keep:
     return config, root
 
 
-def measure_noop(config: Path, runs: int, server: common.LoopbackServer | None = None) -> tuple[Side, Side, str]:
+ONE_TASK_DODO = '''"""The smallest dodo: doit's own start-up, the baseline of a no-op update."""
+
+
+def task_hello():
+    """Say hello."""
+    return {"actions": ["true"]}
+'''
+
+
+def one_task_dodo(work: Path) -> Path:
+    """Write the one-task dodo into ``work``; return its path."""
+    work.mkdir(parents=True, exist_ok=True)
+    dodo = work / "one_task_dodo.py"
+    dodo.write_text(ONE_TASK_DODO)
+    return dodo
+
+
+def list_one_task(dodo: Path) -> common.Sample:
+    return common.run([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)
+
+
+def measure_noop(config: Path, runs: int, server: common.LoopbackServer | None = None,
+                 baseline: tuple[Side, Path] | None = None) -> tuple[Side, Side, str]:
     """Alternate no-op ``doit update`` and ``doit list``; return both sides and the last update's output.
 
-    With ``server``, ``update.requests`` is set to the requests it got per update run.
+    With ``server``, ``update.requests`` is set to the requests it got per update run.  With
+    ``baseline`` (a side and a one-task dodo), that dodo's ``doit list`` is sampled in the same rounds.
     """
     update, listing = Side("`doit update` (no-op)"), Side("`doit list`")
     common.doit(config, "update")  # settle: the first rerun may still finish work (e.g. a render)
     common.doit(config, "list")
     seen = len(server.requests) if server else 0
     last = ""
+    sides = [update, listing] + ([baseline[0]] if baseline else [])
     for number in range(runs):
-        for side in ((listing, update) if number % 2 else (update, listing)):
+        for side in sides[number % len(sides):] + sides[:number % len(sides)]:
+            if baseline and side is baseline[0]:
+                side.samples.append(list_one_task(baseline[1]))
+                continue
             sample = common.doit(config, "update" if side is update else "list")
             side.samples.append(sample)
             if side is update:
@@ -126,14 +158,17 @@ def main(argv: list[str] | None = None) -> int:
         config, root = deploy_versions(args.work, server, 1, keep=2)
         try:
             running_before = launcher_running(root)
-            update, listing, last = measure_noop(config, args.runs, server)
+            bare = Side("one-task dodo's `doit list`")
+            update, listing, last = measure_noop(config, args.runs, server, (bare, one_task_dodo(args.work)))
             running_after = launcher_running(root)
             check_noop(last)
         finally:
             stopped = stop_deployment(config, root)
     ratio = update.med("wall") / listing.med("wall")
-    lines = [*common.summary_table([update, listing]), "",
+    lines = [*common.summary_table([update, listing, bare]), "",
              common.verdict("wall time, no-op update / doit list", ratio, 1.5),
+             common.verdict("wall time, no-op update / one-task dodo's doit list",
+                            update.med("wall") / bare.med("wall"), 1.5),
              f"- launcher running during the runs: {'yes' if running_before and running_after else 'no'}"
              f"{' (stopped by PID afterwards: ' + ', '.join(map(str, stopped)) + ')' if stopped else ''}",
              f"- requests to the loopback release server per no-op update: {update.requests_per_run:.1f} "

@@ -1,142 +1,161 @@
-"""The one module that knows doit: settings loading, action wrappers, checks, reporter.
+"""The one module that knows doit: loading the settings, action and uptodate wrappers, DOIT_CONFIG, the reporter.
 
 Everything else in pvwtasks takes plain values and raises PvwError; this
 module turns those into doit's vocabulary (TaskFailed, InvalidDodoFile,
-uptodate callables) and writes ``update.log`` through a reporter.
+uptodate objects) and binds :mod:`pvwtasks.reporter` to doit's reporter
+hooks.  Loading the dodo file only reads the config: actions and checks
+name their function as ``"module:function"`` and import it when they run,
+and everything a run needs first (logging, ROOT/.pvwtasks, the programs
+``update`` relies on) happens in the reporter's ``initialize``, which doit
+calls with the tasks it selected, and only for ``doit run``.
 """
 
 from __future__ import annotations
 
-import errno
+import importlib
 import logging
-import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 from doit import get_var
 from doit.exceptions import InvalidDodoFile, TaskFailed
+from doit.globals import Globals
+from doit.loader import DelayedLoader, task_params  # noqa: F401 - task_params is for dodo.py
 from doit.reporter import ConsoleReporter
 from doit.tools import config_changed
 
-from . import __version__, config, preflight
+from . import config, reporter
 from .errors import PvwError
-from .runlog import RunRecord, UpdateLog, redact_text, save_last_run
+from .runlog import RunRecord, redact_text
 
 log = logging.getLogger("pvwtasks")
 
 # Filled by the reporter while tasks run; read by the notify step.
 RUN = RunRecord()
-_settings: config.Settings | None = None
+
+# doit opens its dep file before any task runs; on a ROOT not set up yet it starts in memory and the
+# reporter moves it to ROOT/.pvwtasks once a run that writes has made that folder.
+_MEMORY = ":memory:"
 
 
-def load_settings() -> config.Settings:
-    """Load the config named by ``config=``, ``$PVW_CONFIG`` or the default.
+# -- settings -------------------------------------------------------------------------------------
 
-    Also makes ``ROOT/.pvwtasks`` (doit's dep file lives there).  A bad
-    config, an unusable ROOT or (for ``doit update``) a missing apache2 or
-    logrotate becomes doit's one-line "ERROR: ..." and exit 3.
+
+class ConfigFailure:
+    """Stands in for the Settings of a config that cannot be loaded.
+
+    Reading any setting raises doit's one-line ``InvalidDodoFile`` (exit 3):
+    that is what ``doit list`` and ``doit info`` show.  ``doit run`` never
+    reads one (see :func:`_stand_in_for_tasks`); its reporter mails the
+    error when ``update`` was asked for, then stops with the same line.
     """
-    global _settings
-    if _settings is not None:
-        return _settings
-    _setup_logging()
+
+    def __init__(self, path: Path, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "create_doit_tasks":  # doit and Python probe objects for these
+            raise AttributeError(name)
+        raise InvalidDodoFile(self.message)
+
+
+def load_settings() -> config.Settings | ConfigFailure:
+    """Read the config named by ``config=``, ``$PVW_CONFIG`` or the default.  Touches nothing on disk.
+
+    A config that cannot be loaded gives a :class:`ConfigFailure` instead of
+    raising, so that ``doit update`` can still mail it.
+    """
     path = config.config_path(get_var("config"))
     try:
-        settings = config.load(path)
+        return config.load(path)
     except PvwError as err:
-        _mail_start_failure(path, str(err), config.load_notify(path))
-        raise InvalidDodoFile(redact_text(str(err))) from None
-    if runs_update(sys.argv[1:]):  # a missing apache2/logrotate stops `doit update` before it touches anything
-        try:
-            preflight.check(settings)
-        except PvwError as err:
-            _mail_start_failure(path, str(err), settings.notify, settings)
-            raise InvalidDodoFile(redact_text(str(err))) from None
-    state = settings.layout.state
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        if not os.access(state, os.W_OK):
-            cause = errno.EROFS if os.statvfs(state).f_flag & os.ST_RDONLY else errno.EACCES
-            raise OSError(cause, os.strerror(cause))
-    except OSError as err:
-        message = f"{path}: [deploy] root: cannot write {state}: {err.strerror}"
-        _mail_start_failure(path, message, settings.notify, settings)
-        raise InvalidDodoFile(redact_text(message)) from None
-    _settings = settings
-    return settings
+        return ConfigFailure(path, redact_text(str(err)))
 
 
-# doit's commands other than `run`, and its options that take a value.
-_DOIT_COMMANDS = {"auto", "clean", "dumpdb", "forget", "help", "ignore", "info", "list", "reset-dep",
-                  "strace", "tabcompletion"}
-_VALUE_OPTIONS = {"-f", "--file", "-d", "--dir", "--db-file", "--dep-file", "--backend", "--check_file_uptodate",
-                  "--codec-cls", "-v", "--verbosity", "-r", "--reporter", "-o", "--output-file", "-n",
-                  "--process", "-P", "--parallel-type", "--failure-verbosity"}
+def doit_config(settings: config.Settings | ConfigFailure, default_task: str, tasks: dict) -> dict:
+    """DOIT_CONFIG for one deployment: its own sqlite dep file under ROOT and pvwtasks' reporter.
 
-
-def runs_update(argv: list[str]) -> bool:
-    """Best guess from doit's command line whether it runs ``update`` (the default task)."""
-    words, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in _VALUE_OPTIONS:
-            skip = True
-        elif not arg.startswith("-") and "=" not in arg:
-            words.append(arg)
-    if words and words[0] in _DOIT_COMMANDS:
-        return False
-    tasks = words[1:] if words[:1] == ["run"] else words
-    return not tasks or "update" in tasks
-
-
-def _mail_start_failure(path: Path, error: str, cfg: config.Notify | None,
-                        settings: config.Settings | None = None) -> None:
-    """Mail that ``doit update`` could not start, when ``[notify]`` is usable.  Never raises."""
-    if cfg is None or not runs_update(sys.argv[1:]):
-        return
-    from . import notify
-
-    live = notify.live_description(settings) if settings else ""
-    notify.config_failed(cfg, path, redact_text(error), live)
-
-
-def _setup_logging() -> None:
-    if logging.getLogger().handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    fmt = "%(message)s" if sys.stderr.isatty() else "%(asctime)s %(levelname)s %(message)s"
-    handler.setFormatter(_RedactingFormatter(fmt, "%Y-%m-%dT%H:%M:%S"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
-
-
-class _RedactingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return redact_text(super().format(record))
-
-
-def doit_config(settings: config.Settings) -> dict:
-    """DOIT_CONFIG for one deployment: its own sqlite dep file under ROOT."""
+    ``default_task`` is what cron runs (``update``): the run that is
+    preflighted, recorded in ``last-run.json`` and mailed on failure.
+    ``tasks`` is the dodo's namespace: on a config that cannot be loaded its
+    task creators are replaced so that no setting is read before the
+    reporter stops the run (see :func:`_stand_in_for_tasks`).
+    """
+    if isinstance(settings, ConfigFailure):
+        _stand_in_for_tasks(tasks, default_task, settings)
+        dep_file = _MEMORY
+        reporter_cls = _config_failure_reporter(settings, default_task)
+    else:
+        dep = settings.layout.dep_file
+        dep_file = str(dep) if dep.parent.is_dir() else _MEMORY
+        reporter_cls = _reporter(settings, default_task)
     return {
         "minversion": "0.36.0",
-        "default_tasks": ["update"],
+        "default_tasks": [default_task],
         "backend": "sqlite3",
-        "dep_file": str(settings.layout.dep_file),
-        "reporter": make_reporter(settings),
+        "dep_file": dep_file,
+        "reporter": reporter_cls,
         "verbosity": 2,
         "sort": "definition",
     }
 
 
-def step(func: Callable, *args, **kwargs) -> tuple:
-    """A doit python-action calling ``func``; a PvwError fails the task with its message."""
-    return (_run_step, (func, *args), kwargs)
+def _stand_in_for_tasks(tasks: dict, default_task: str, failure: ConfigFailure) -> None:
+    """On a config that cannot be loaded, keep every task name known to doit without reading a setting.
+
+    The default task becomes a creator deferred to the run (``create_after``)
+    that raises the config error: ``doit run`` never calls it (the reporter
+    stops first, mailing the error for ``update``), while ``doit list`` and
+    ``doit info`` do, and stop with the error.  The other tasks become
+    stand-ins with the same options (their ``@task_params``, e.g.
+    ``doit status --json``), so that selecting them reaches the reporter
+    too, which stops with the same line.
+    """
+    for name, creator in list(tasks.items()):
+        if not (name.startswith("task_") and callable(creator)):
+            continue
+        if name == f"task_{default_task}":
+            tasks[name] = _failing(failure, creator.__doc__)
+        else:
+            tasks[name] = _stand_in(creator)
 
 
-def _run_step(func: Callable, *args, **kwargs):
+def _failing(failure: ConfigFailure, doc: str | None) -> Callable[[], dict]:
+    def create() -> dict:
+        raise InvalidDodoFile(failure.message)
+
+    create.__doc__ = doc
+    create.doit_create_after = DelayedLoader(create)
+    return create
+
+
+def _stand_in(creator: Callable) -> Callable[..., dict]:
+    def create(**_options) -> dict:
+        return {"actions": None, "doc": creator.__doc__}
+
+    if hasattr(creator, "_task_creator_params"):  # the options of `task_params`, e.g. status --json
+        create._task_creator_params = creator._task_creator_params
+    return create
+
+
+# -- actions and checks -----------------------------------------------------------------------------
+
+
+def _resolve(ref: str) -> Callable:
+    """The function named ``"package.module:function"``, imported now."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def step(ref: str, *args, **kwargs) -> tuple:
+    """A doit python-action calling the function ``ref`` (``"module:function"``); a PvwError fails the task."""
+    return (_run_step, (ref, *args), kwargs)
+
+
+def _run_step(ref: str, *args, **kwargs):
+    func = _resolve(ref)
     try:
         result = func(*args, **kwargs)
     except PvwError as err:
@@ -149,25 +168,58 @@ def _run_step(func: Callable, *args, **kwargs):
     return result if isinstance(result, dict) else None
 
 
-def check(func: Callable, *args, **kwargs) -> Callable:
-    """An ``uptodate`` callable from a plain predicate; errors answer False (never raise)."""
+class Check:
+    """An ``uptodate`` object: the predicate ``ref`` answers True when the task has nothing to do.
 
-    def uptodate(task, values) -> bool:
+    ``why`` says in words what it checks; ``doit info TASK`` prints it.  Any
+    error answers False (the task runs and reports it): it never raises.
+    """
+
+    def __init__(self, ref: str, args: tuple, kwargs: dict, why: str) -> None:
+        self.ref, self.args, self.kwargs, self.why = ref, args, kwargs, why
+
+    def __call__(self, task, values) -> bool:
         try:
-            return bool(func(*args, **kwargs))
+            return bool(_resolve(self.ref)(*self.args, **self.kwargs))
         except Exception as err:  # noqa: BLE001 - doit crashes with exit 3 on a raising uptodate
             log.info("%s: check failed (%s); will run", task.name, redact_text(str(err)))
             return False
 
-    uptodate.__name__ = getattr(func, "__name__", "check")
-    return uptodate
+    def __repr__(self) -> str:
+        return self.why
 
 
-def changed(settings: config.Settings, name: str, *sections: str, extra: dict | None = None) -> config_changed:
+def check(ref: str, *args, why: str, **kwargs) -> Check:
+    """An ``uptodate`` check calling the predicate ``ref`` (``"module:function"``) with ``args``."""
+    return Check(ref, args, kwargs, why)
+
+
+class ConfigUnchanged(config_changed):
+    """doit's ``config_changed`` on a slice of the config, named by its keys (never its values) for ``doit info``."""
+
+    def __init__(self, data: dict, keys: str) -> None:
+        super().__init__(data)
+        self.keys = keys
+
+    def __repr__(self) -> str:
+        return f"config unchanged since the last run: {self.keys}"
+
+
+def changed(settings: config.Settings, *sections: str, extra: dict | None = None) -> ConfigUnchanged:
     """``config_changed`` on only the config sections (and extra values) a task reads."""
     data = {section: settings.section(section) for section in sections}
     data.update(extra or {})
-    return config_changed(data)
+    return ConfigUnchanged(data, ", ".join([f"[{s}]" for s in sections] + _names(extra or {})))
+
+
+def _names(values: dict, prefix: str = "") -> list[str]:
+    names = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            names.extend(_names(value, f"{prefix}{key}."))
+        else:
+            names.append(f"{prefix}{key}")
+    return names
 
 
 def progress_bar() -> Callable[[int, int | None], None] | None:
@@ -191,23 +243,65 @@ def progress_bar() -> Callable[[int, int | None], None] | None:
     return show
 
 
-READ_ONLY_TASKS = {"status", "notify_test"}
+def dodo_path() -> Path:
+    """Absolute path of the dodo.py doit is running, for the crontab line."""
+    main = sys.modules.get("dodo")
+    if main is not None and getattr(main, "__file__", None):
+        return Path(main.__file__).resolve()
+    return Path(__file__).resolve().parent.parent / "dodo.py"
 
 
-def make_reporter(settings: config.Settings) -> type:
-    """A console reporter that also logs to update.log and mails on failure."""
-    update_log = UpdateLog(settings.layout.update_log)
+# -- the reporter ----------------------------------------------------------------------------------
+
+
+def _setup_logging() -> None:
+    if logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(message)s" if sys.stderr.isatty() else "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(_RedactingFormatter(fmt, "%Y-%m-%dT%H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
+def _use_dep_file(path: Path) -> None:
+    """Move doit's dep manager from memory to ``path`` (it started in memory because ROOT was not set up).
+
+    Called from the reporter's ``initialize``, before doit reads or writes
+    any task's state, so nothing is lost.  It re-runs doit's own
+    ``Dependency.__init__`` with the same backend class, checker and codec
+    (attributes of doit 0.36 and 0.37), on the object the runner holds.
+    """
+    dep = Globals.dep_manager
+    if dep is not None and dep.name == _MEMORY:
+        dep.__init__(dep.db_class, str(path), checker_cls=type(dep.checker), codec_cls=type(dep.backend.codec))
+
+
+def _reporter(settings: config.Settings, default_task: str) -> type:
+    """doit's console reporter bound to a :class:`reporter.RunReport` of this deployment."""
 
     class PvwReporter(ConsoleReporter):
         desc = "pvwtasks console + update.log"
 
         def initialize(self, tasks, selected_tasks):
-            RUN.selected = list(selected_tasks)
-            RUN.started = time.time()
-            self.logging = not set(selected_tasks) <= READ_ONLY_TASKS
-            self.quiet_console = update_log.stdout_is_log()
-            if self.logging:
-                update_log.write(f"start: doit {' '.join(selected_tasks)} config={settings.path} (pvwtasks {__version__})")
+            _setup_logging()
+            meta = {name: dict(task.meta or {}) for name, task in tasks.items()}
+            self.report = report = reporter.RunReport(settings, default_task, RUN)
+            self.read_only_tasks = {name for name, values in meta.items() if values.get("read_only")}
+            self.quiet_console = False
+            if not report.read_only(selected_tasks, meta):
+                try:  # before anything is touched: doit's "error before task execution starts", exit 3
+                    reporter.prepare(settings, update=report.is_update(selected_tasks))
+                except PvwError as err:
+                    raise InvalidDodoFile(redact_text(str(err))) from None
+                _use_dep_file(settings.layout.dep_file)
+            self.quiet_console = report.quiet_console
+            report.start(selected_tasks, meta)
 
         def write(self, text):
             if not self.quiet_console:
@@ -215,25 +309,18 @@ def make_reporter(settings: config.Settings) -> type:
 
         def execute_task(self, task):
             if task.actions and not task.name.startswith("_"):
-                RUN.ran.append(task.name)
-                if self.logging:
-                    update_log.write(f"run {task.name}")
-            if task.name not in READ_ONLY_TASKS:  # `doit status --json` must print only JSON
+                self.report.ran(task.name)
+            if task.name not in self.read_only_tasks:  # `doit status --json` must print only JSON
                 super().execute_task(task)
 
         def skip_uptodate(self, task):
             if not task.name.startswith("_"):
-                RUN.skipped.append(task.name)
-                if self.logging:
-                    update_log.write(f"up-to-date {task.name}")
+                self.report.skipped(task.name)
             super().skip_uptodate(task)
 
         def add_failure(self, task, fail):
-            message = fail.get_msg().strip() if not isinstance(fail, TaskFailed) else str(fail.message)
-            first = redact_text(message.splitlines()[-1] if message else type(fail).__name__)
-            RUN.failed[task.name] = redact_text(message)
-            if self.logging:
-                update_log.write(f"failed {task.name}: {first}")
+            message = str(fail.message) if isinstance(fail, TaskFailed) else fail.get_msg().strip()
+            self.report.failed(task.name, message or type(fail).__name__)
             if isinstance(fail, TaskFailed):
                 # An expected failure: one clear line, no traceback.
                 sys.stderr.write(f"ERROR: {task.name}: {redact_text(message)}\n")
@@ -241,35 +328,27 @@ def make_reporter(settings: config.Settings) -> type:
                 super().add_failure(task, fail)
 
         def runtime_error(self, msg):
-            RUN.failed.setdefault("doit", msg)
-            if self.logging:
-                update_log.write(f"error: {redact_text(msg.strip())}")
+            self.report.error(msg)
             super().runtime_error(msg)
 
         def complete_run(self):
             super().complete_run()
-            if not self.logging:
-                return
-            result = "failed" if RUN.failed else "ok"
-            if "update" in RUN.selected:
-                if "lock" not in RUN.failed:  # a run refused by the lock did nothing worth recording
-                    save_last_run(settings.layout.state, RUN)
-                if RUN.failed:
-                    _mail_failure(settings)
-            update_log.write(f"end: {result} in {RUN.duration():.1f} s")
+            if hasattr(self, "report"):  # not when initialize stopped the run
+                self.report.finish()
 
     return PvwReporter
 
 
-def _mail_failure(settings: config.Settings) -> None:
-    from . import notify  # only needed when something failed
+def _config_failure_reporter(failure: ConfigFailure, default_task: str) -> type:
+    """A reporter that stops every run at once with the config error, mailing it for ``update``."""
 
-    notify.run_failed(settings, RUN)
+    class ConfigFailureReporter(ConsoleReporter):
+        desc = "pvwtasks: the config cannot be loaded"
 
+        def initialize(self, tasks, selected_tasks):
+            if default_task in selected_tasks:
+                _setup_logging()
+                reporter.config_failed(failure.path, failure.message)
+            raise InvalidDodoFile(failure.message)
 
-def dodo_path() -> Path:
-    """Absolute path of the dodo.py doit is running, for the crontab line."""
-    main = sys.modules.get("dodo")
-    if main is not None and getattr(main, "__file__", None):
-        return Path(main.__file__).resolve()
-    return Path(__file__).resolve().parent.parent / "dodo.py"
+    return ConfigFailureReporter

@@ -32,10 +32,6 @@ from .runlog import RunRecord, redact_text, tail
 
 log = logging.getLogger(__name__)
 
-# Tasks of ``doit update`` that are bookkeeping, not worth listing in a success mail.
-_QUIET_TASKS = {"lock", "compare_hash", "notify"}
-
-
 def enabled(cfg: Notify) -> bool:
     """True when ``[notify]`` sends mail at all."""
     return cfg.method in ("smtp", "sendmail")
@@ -244,10 +240,10 @@ def success_message(settings: Settings, compare: dict, record: RunRecord) -> Ema
     """The mail telling what a successful run installed, re-rendered and restarted."""
     layout = settings.layout
     live = releases.live_release(layout)
-    rendered = [name.removeprefix("render_") for name in record.ran if name.startswith("render_")]
-    restarted = [name for name in record.ran if name in ("launcher", "restart_launcher", "start_launcher")]
-    other = [name for name in record.ran
-             if name not in _QUIET_TASKS and not name.startswith("render_") and name not in restarted]
+    # What each task is for the mail comes from dodo.py (the task's meta), never from its name.
+    rendered = [record.label(name) for name in record.ran if record.role(name) == "rendered"]
+    restarted = [name for name in record.ran if record.role(name) == "restart"]
+    other = [name for name in record.ran if record.role(name) is None]
     version = f"{live.version} ({live.name})" if live else "none"
     body = (
         f"doit update finished on {record.host} at {_when()} in {record.duration():.1f} s.\n\n"
@@ -258,7 +254,7 @@ def success_message(settings: Settings, compare: dict, record: RunRecord) -> Ema
         + f"\nRe-rendered: {', '.join(rendered) or 'nothing'}\n"
         f"Restarted: {'the launcher' if restarted else 'nothing'}\n"
         f"Other steps that ran: {', '.join(other) or 'none'}\n"
-        f"Up to date: {', '.join(n for n in record.skipped if n not in _QUIET_TASKS) or 'none'}\n"
+        f"Up to date: {', '.join(n for n in record.skipped if record.role(n) != 'bookkeeping') or 'none'}\n"
         f"Config: {settings.path}\n"
     )
     return _message(settings.notify, f"updated {record.host} to {live.version if live else '?'}", body)

@@ -253,12 +253,13 @@ def _logrotate_values(settings: Settings) -> dict:
     }
 
 
-def _cron_values(settings: Settings, dodo: str | Path | None = None) -> dict:
-    """``dodo``: the absolute path of the dodo.py cron runs (default: the one beside this package)."""
+def _cron_values(settings: Settings, dodo: str | Path | None = None, task: str = "update") -> dict:
+    """``dodo``: the absolute path of the dodo.py cron runs (default: the one beside this package);
+    ``task``: the task cron runs (dodo.py names it)."""
     layout = settings.layout
     dodo = Path(dodo or Path(__file__).resolve().parent.parent / "dodo.py")
     layout.update_logs.mkdir(parents=True, exist_ok=True)
-    update = [*cron.doit_command(), "-f", dodo, "update", f"config={settings.path}"]
+    update = [*cron.doit_command(), "-f", dodo, task, f"config={settings.path}"]
     return {
         "config_path": settings.path,
         "update_command": cron.command_line(update, layout.update_log),

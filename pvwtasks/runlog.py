@@ -1,6 +1,6 @@
 """What happened during one run, and the lines it leaves in ``update.log``.
 
-The doit adapter fills a :class:`RunRecord` as tasks run; the notify step
+The reporter fills a :class:`RunRecord` as tasks run; the notify step
 and the failure mail read it.  Lines go to ``ROOT/logs/autodeploy/update.log``
 with credentials in URLs redacted.
 """
@@ -33,7 +33,15 @@ class RunRecord:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # task -> error message
     started: float = field(default_factory=time.time)
-    host: str = field(default_factory=socket.getfqdn)
+    _host: str = field(default="", repr=False)
+    meta: dict[str, dict] = field(default_factory=dict)  # task -> its meta from dodo.py (read_only, lock, mail)
+
+    @property
+    def host(self) -> str:
+        """This machine's name, looked up when a mail or the record first needs it."""
+        if not self._host:
+            self._host = socket.getfqdn()
+        return self._host
 
     @property
     def ok(self) -> bool:
@@ -41,6 +49,16 @@ class RunRecord:
 
     def duration(self) -> float:
         return time.time() - self.started
+
+    def role(self, task: str) -> str | None:
+        """How the mails treat ``task``: "bookkeeping", "rendered", "restart", or None for a plain step."""
+        return self.meta.get(task, {}).get("mail")
+
+    def label(self, task: str) -> str:
+        return self.meta.get(task, {}).get("label", task)
+
+    def is_(self, task: str, flag: str) -> bool:
+        return bool(self.meta.get(task, {}).get(flag))
 
 
 class UpdateLog:
@@ -82,19 +100,3 @@ def tail(path: Path, lines: int) -> str:
     return redact_text("\n".join(text.splitlines()[-lines:]))
 
 
-def last_run_path(state_dir: Path) -> Path:
-    return state_dir / "last-run.json"
-
-
-def save_last_run(state_dir: Path, record: RunRecord) -> None:
-    """Remember how the last update ended, for ``doit status`` and the landing page."""
-    from .fsutil import write_json
-
-    write_json(last_run_path(state_dir), {
-        "started": record.started,
-        "finished": time.time(),
-        "result": "ok" if record.ok else "failed",
-        "failed": record.failed,
-        "ran": record.ran,
-        "host": record.host,
-    })

@@ -7,10 +7,7 @@ import hashlib
 import http.server
 import os
 import re
-import secrets
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,17 +16,8 @@ from pathlib import Path
 import pytest
 
 from pvwtasks import demo
-
-PROJECT = Path(__file__).resolve().parent.parent
-DODO = PROJECT / "dodo.py"
-DOIT = [sys.executable, "-m", "doit"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from support.doit import run_doit
+from support.ports import free_port, free_port_range
 
 @dataclass
 class Faults:
@@ -187,26 +175,6 @@ start_timeout = 20
     return path
 
 
-@dataclass
-class DoitRun:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def run_doit(config: Path, *args: str, env: dict | None = None, timeout: float = 180) -> DoitRun:
-    """Run ``doit -f dodo.py ARGS config=CONFIG`` in a real subprocess."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PVW_CONFIG", None)
-    cmd = [*DOIT, "-f", str(DODO), *args, f"config={config}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=config.parent)
-    return DoitRun(proc.returncode, proc.stdout, proc.stderr)
-
-
 def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:
     """End, by PID, every process a test started for the deployment under ``root``; return their PIDs.
 
@@ -286,25 +254,6 @@ def _root_of(config: Path) -> Path:
 
 
 # -- deployments with a running launcher (test_launcher, test_status, test_health) ----------------
-
-
-def free_port_range(count: int) -> tuple[int, int]:
-    """``count`` consecutive loopback ports that are free right now."""
-    for _ in range(200):
-        first = secrets.randbelow(20000) + 20000
-        socks = []
-        try:
-            for port in range(first, first + count):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", port))
-                socks.append(sock)
-            return first, first + count - 1
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port range")
 
 
 def make_deployment(folder: Path, url: str, **kwargs) -> dict:

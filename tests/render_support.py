@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import trustme
 
-from conftest import end_processes, free_port, write_config
+from conftest import end_processes, write_config
+from support.ports import free_port
 from pvwtasks import apache
 from pvwtasks.apache import httpd_conf  # noqa: F401 - tests import it from here
 

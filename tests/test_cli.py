@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_doit
+from support.doit import run_doit
 
 
 def test_doit_list_reads_like_a_table_of_contents(deployment):
@@ -28,3 +28,19 @@ def test_status_json_is_pure_json_for_monitoring(deployment):
     data = json.loads(result.stdout)
     assert data["live"] is None
     assert "launcher" in data and "last_update" in data
+
+
+def test_doit_info_says_why_a_task_would_run_in_words(deployment):
+    result = run_doit(deployment["config"], "info", "download")
+    assert "upstream unchanged (a HEAD of the release URL matches the verified download)" in result.stdout
+    assert "config unchanged since the last run: [source]" in result.stdout
+    assert "<function" not in result.output and " object at 0x" not in result.output
+    launcher = run_doit(deployment["config"], "info", "launcher")
+    assert "the launcher runs, healthy, with the live release" in launcher.stdout
+
+
+def test_list_info_and_status_leave_a_new_root_untouched(deployment):
+    for args in (("list",), ("info", "launcher"), ("status",), ("status", "--json")):
+        result = run_doit(deployment["config"], *args)
+        assert result.returncode in (0, 1), result.output  # status: nothing deployed is a failure, not a crash
+    assert not deployment["root"].exists()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_release, run_doit, write_config
+from conftest import build_release, write_config
+from support.doit import run_doit
 from pvwtasks import config
 from pvwtasks.errors import ConfigError
 
@@ -133,7 +134,7 @@ def test_config_chosen_by_environment_variable(tmp_path):
     import subprocess
     import sys
 
-    from conftest import DODO
+    from support.doit import DODO
 
     proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "publish_hash"],
                           env={**os.environ, "PVW_CONFIG": str(chosen)}, capture_output=True, text=True, timeout=120)

@@ -231,7 +231,7 @@ def test_xz_and_concatenated_gzip_members(tmp_path):
 
 
 def test_install_uses_the_tree_unpacked_while_downloading(deployment):
-    from conftest import run_doit
+    from support.doit import run_doit
 
     result = run_doit(deployment["config"], "publish_hash")
     assert result.returncode == 0, result.output
@@ -245,7 +245,7 @@ def test_install_uses_the_tree_unpacked_while_downloading(deployment):
 
 
 def test_checksum_mismatch_leaves_no_unpacked_tree(deployment):
-    from conftest import run_doit
+    from support.doit import run_doit
 
     config = deployment["config"]
     config.write_text(config.read_text().replace("[source]\n", f'[source]\nsha256 = "{"0" * 64}"\n'))

@@ -25,8 +25,10 @@ from wslink.chunking import UnChunker, generate_chunks
 
 from pvwtasks import launcher, processes, proxyfile, releases
 
-from conftest import (build_release, deploy, launcher_url, make_deployment, open_session, pidfile_pid, run_doit,
+from conftest import (build_release, deploy, launcher_url, make_deployment, open_session, pidfile_pid,
                       stop_deployment_processes)
+from support.doit import run_doit
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -70,15 +72,6 @@ def port_free(port: int) -> bool:
 
 def proxy_text(settings) -> str:
     return settings.layout.proxy_file.read_text()
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def assert_nothing_left(d: dict) -> None:

@@ -13,8 +13,9 @@ import pytest
 import trustme
 
 from conftest import build_release, write_config
-from pvwtasks.doit_adapter import runs_update
-from unattended_support import MailServer, doit, free_port, live_name, notify_toml
+from support.doit import run_doit
+from support.ports import free_port
+from unattended_support import MailServer, live_name, notify_toml
 
 HOST = socket.getfqdn()
 
@@ -70,13 +71,13 @@ def _deploy(tmp_path, http_server, launchers, notify: str, version: str = "5.13.
 def test_failure_mail_names_task_error_host_time_live_version_and_log_tail(tmp_path, http_server, smtp, launchers):
     mail = smtp()
     config, root, first = _deploy(tmp_path, http_server, launchers, notify_toml(mail.port, log_tail_lines=5))
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     live_before = live_name(root)
     assert mail.mails == []  # a first install is a success: off by default
 
     second = build_release(http_server.root, "5.13.1", name=first.name)  # new bytes, same URL
     http_server.faults.errors[f"/{second.name}"] = [503] * 40
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 1, run.output
     assert live_name(root) == live_before
@@ -98,10 +99,10 @@ def test_failure_mail_names_task_error_host_time_live_version_and_log_tail(tmp_p
 def test_unchanged_mail_is_on_by_default_and_names_the_archive(tmp_path, http_server, smtp, launchers):
     mail = smtp()
     config, root, release = _deploy(tmp_path, http_server, launchers, notify_toml(mail.port))
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     assert mail.mails == []
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 0, run.output
     (received,) = mail.wait_for(1)
@@ -114,8 +115,8 @@ def test_unchanged_mail_is_on_by_default_and_names_the_archive(tmp_path, http_se
 def test_no_unchanged_mail_when_turned_off(tmp_path, http_server, smtp, launchers):
     mail = smtp()
     config, _, _ = _deploy(tmp_path, http_server, launchers, notify_toml(mail.port, on_unchanged=False))
-    assert doit(config, "update").returncode == 0
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     assert mail.wait_for(1, timeout=1) == []
 
 
@@ -123,7 +124,7 @@ def test_success_mail_when_enabled_gives_version_hash_and_what_changed(tmp_path,
     mail = smtp()
     config, root, release = _deploy(tmp_path, http_server, launchers, notify_toml(mail.port, on_success=True,
                                                                                   on_unchanged=False))
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 0, run.output
     (received,) = mail.wait_for(1)
@@ -133,7 +134,7 @@ def test_success_mail_when_enabled_gives_version_hash_and_what_changed(tmp_path,
     assert f"Live version: 5.13.0 ({live_name(root)})" in body
     assert "Re-rendered: vhost, launcher, start, logrotate, cron, index" in body
 
-    assert doit(config, "update").returncode == 0  # unchanged, and on_unchanged is off
+    assert run_doit(config, "update").returncode == 0  # unchanged, and on_unchanged is off
     assert len(mail.wait_for(2, timeout=1)) == 1
 
 
@@ -145,7 +146,7 @@ def test_starttls_login_with_password_from_env(tmp_path, smtp, ca, ca_file):
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(mail.port, security="starttls", user="pvw",
                                             password_env="PVW_TEST_SMTP_PASSWORD", ca_file=str(ca_file)))
-    run = doit(config, "notify_test", env={"PVW_TEST_SMTP_PASSWORD": "s3cret-env"})
+    run = run_doit(config, "notify_test", env={"PVW_TEST_SMTP_PASSWORD": "s3cret-env"})
 
     assert run.returncode == 0, run.output
     (received,) = mail.wait_for(1)
@@ -164,7 +165,7 @@ def test_implicit_tls_login_with_password_from_file(tmp_path, smtp, ca, ca_file)
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(mail.port, security="tls", user="pvw", password_file=str(secret),
                                             ca_file=str(ca_file)))
-    run = doit(config, "notify_test")
+    run = run_doit(config, "notify_test")
 
     assert run.returncode == 0, run.output
     assert len(mail.wait_for(1)) == 1
@@ -176,7 +177,7 @@ def test_untrusted_certificate_is_a_clear_error(tmp_path, smtp, ca):
     mail = smtp(starttls=_server_context(ca))
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(mail.port, security="starttls"))  # system CAs only
-    run = doit(config, "notify_test")
+    run = run_doit(config, "notify_test")
 
     assert run.returncode != 0
     (line,) = run.error_lines()
@@ -189,7 +190,7 @@ def test_refused_login_is_one_clear_line_for_notify_test(tmp_path, smtp, ca, ca_
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(mail.port, security="starttls", user="pvw", password_env="PVW_PW",
                                             ca_file=str(ca_file)))
-    run = doit(config, "notify_test", env={"PVW_PW": "wrong-one"})
+    run = run_doit(config, "notify_test", env={"PVW_PW": "wrong-one"})
 
     assert run.returncode == 1
     (line,) = run.error_lines()
@@ -203,7 +204,7 @@ def test_notify_test_unreachable_server_fails_with_one_line(tmp_path):
     port = free_port()  # nothing listens there
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(port))
-    run = doit(config, "notify_test")
+    run = run_doit(config, "notify_test")
 
     assert run.returncode == 1
     assert run.error_lines() == [f"ERROR: notify_test: SMTP server 127.0.0.1:{port}: connection refused"]
@@ -212,7 +213,7 @@ def test_notify_test_unreachable_server_fails_with_one_line(tmp_path):
 
 def test_notify_test_with_mail_off_says_how_to_turn_it_on(tmp_path):
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root")
-    run = doit(config, "notify_test")
+    run = run_doit(config, "notify_test")
 
     assert run.returncode == 1
     (line,) = run.error_lines()
@@ -224,7 +225,7 @@ def test_missing_password_variable_is_named_not_guessed(tmp_path, smtp):
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(mail.port, user="pvw", password_env="PVW_UNSET_PASSWORD"))
     env = {k: v for k, v in os.environ.items() if k != "PVW_UNSET_PASSWORD"}
-    run = doit(config, "notify_test", env=env)
+    run = run_doit(config, "notify_test", env=env)
 
     assert run.returncode == 1
     assert run.error_lines() == ["ERROR: notify_test: [notify] password_env: environment variable "
@@ -240,7 +241,7 @@ def test_sendmail_method_pipes_the_mail_to_the_binary_without_a_shell(tmp_path, 
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     config, _, _ = _deploy(tmp_path, http_server, launchers,
                            notify_toml(25, method="sendmail", sendmail=str(fake), on_success=True))
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 0, run.output
     assert (tmp_path / f"{captured.name}.args").read_text().split() == ["-t", "-oi"]
@@ -259,7 +260,7 @@ def test_refused_login_during_update_is_a_warning_and_exit_code_stays_0(tmp_path
     config, root, _ = _deploy(tmp_path, http_server, launchers,
                               notify_toml(mail.port, security="starttls", user="pvw", password_env="PVW_PW",
                                           ca_file=str(ca_file), on_success=True))
-    run = doit(config, "update", env={"PVW_PW": "hunter2-pw"})
+    run = run_doit(config, "update", env={"PVW_PW": "hunter2-pw"})
 
     assert run.returncode == 0, run.output
     assert live_name(root) is not None
@@ -272,13 +273,13 @@ def test_refused_login_during_update_is_a_warning_and_exit_code_stays_0(tmp_path
 def test_mail_server_down_keeps_exit_codes_of_success_and_failure(tmp_path, http_server, launchers):
     port = free_port()  # nothing listens
     config, root, release = _deploy(tmp_path, http_server, launchers, notify_toml(port, on_success=True))
-    ok = doit(config, "update")
+    ok = run_doit(config, "update")
     assert ok.returncode == 0, ok.output
     assert f"could not send the success mail: SMTP server 127.0.0.1:{port}: connection refused" in ok.stderr
 
     build_release(http_server.root, "5.13.1", name=release.name)
     http_server.faults.errors[f"/{release.name}"] = [500] * 40
-    failed = doit(config, "update")
+    failed = run_doit(config, "update")
     assert failed.returncode == 1
     assert "ERROR: download:" in failed.stderr
     assert "could not send the failure mail" in failed.stderr
@@ -291,7 +292,7 @@ def test_mail_server_down_keeps_exit_codes_of_success_and_failure(tmp_path, http
 def test_password_in_the_toml_is_refused_without_echoing_it(tmp_path):
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(25, user="pvw", password_env="X") + 'password = "toml-secret"\n')
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     assert run.error_lines() == [f"ERROR: {config}: [notify] password: unknown key (did you mean 'password_env'?)"]
@@ -301,7 +302,7 @@ def test_password_in_the_toml_is_refused_without_echoing_it(tmp_path):
 def test_login_without_a_password_source_is_a_config_error(tmp_path):
     config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                           extra=notify_toml(25, user="pvw"))
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     (line,) = run.error_lines()
@@ -309,19 +310,27 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["-f", "dodo.py", "update", "config=x.toml"], True),
-    (["-f", "dodo.py", "config=x.toml"], True),  # update is the default task
-    ([], True),
-    (["run", "-v", "2", "update"], True),
-    (["--file", "update", "list"], False),
-    (["list", "-f", "dodo.py"], False),
-    (["-f", "dodo.py", "status", "--json"], False),
-    (["-f", "dodo.py", "notify_test"], False),
-    (["info", "update"], False),
+@pytest.mark.parametrize("args, mailed", [
+    (("update",), True),
+    ((), True),  # update is the default task
+    (("run", "-v", "2", "update"), True),
+    (("info", "update"), False),
+    (("notify_test",), False),
+    (("status", "--json"), False),
+    (("stop_launcher",), False),
 ])
-def test_runs_update_reads_doits_command_line(argv, expected):
-    assert runs_update(argv) is expected
+def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed):
+    mail = smtp()
+    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                          extra=notify_toml(mail.port))
+    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+
+    run = run_doit(config, *args)
+
+    assert run.returncode == 3
+    assert run.output.strip().splitlines() == [f"ERROR: {config}: [deploy] kepe: unknown key (did you mean 'keep'?)"]
+    assert len(mail.wait_for(1, timeout=5 if mailed else 1)) == (1 if mailed else 0)
+    assert not (tmp_path / "root").exists()
 
 
 def test_notify_test_silent_server_times_out_with_one_line(tmp_path):
@@ -331,7 +340,7 @@ def test_notify_test_silent_server_times_out_with_one_line(tmp_path):
         port = silent.getsockname()[1]
         config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
                               extra=notify_toml(port, timeout=1))
-        run = doit(config, "notify_test")
+        run = run_doit(config, "notify_test")
 
     assert run.returncode == 1
     assert run.error_lines() == [f"ERROR: notify_test: SMTP server 127.0.0.1:{port}: no answer within 1 s"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_release, run_doit, write_config
+from conftest import build_release, write_config
+from support.doit import run_doit
 from pvwtasks import demo
 from support.tarbuild import build_tar
 

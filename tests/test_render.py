@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from crontab import CronTab
 
-from conftest import build_release, free_port, run_doit, write_config
+from conftest import build_release, write_config
+from support.doit import run_doit
+from support.ports import free_port
 from pvwtasks import config, render
 from pvwtasks.cron import doit_command
 from pvwtasks.errors import RenderError

@@ -17,7 +17,9 @@ import pytest
 import requests
 from wslink.chunking import UnChunker, generate_chunks
 
-from conftest import build_release, free_port, run_doit, stop_deployment_processes
+from conftest import build_release, stop_deployment_processes
+from support.doit import run_doit
+from support.ports import free_port
 from pvwtasks import config, render
 from render_support import Apache, httpd_conf, render_config, tls_files, wait_port
 

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from conftest import build_release, run_doit, stop_deployment_processes
+from conftest import build_release, stop_deployment_processes
+from support.doit import run_doit
 from pvwtasks import config
 from support import tomlfile
 from render_support import render_config

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_release, run_doit
+from conftest import build_release
+from support.doit import run_doit
 from pvwtasks import apache, config, cron, render
 from pvwtasks.errors import MissingProgram, RenderError
 from support import tomlfile

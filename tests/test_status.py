@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-from conftest import build_release, deploy, make_deployment, open_session, pidfile_pid, run_doit
+from conftest import build_release, deploy, make_deployment, open_session, pidfile_pid
+from support.doit import run_doit
 
 from pvwtasks import launcher
 

@@ -20,8 +20,10 @@ import pytest
 from conftest import build_release, stop_deployment_processes, write_config
 from pvwtasks import preflight
 from pvwtasks.config import load
-from unattended_support import (MailServer, Mounts, SlowServer, doit, doit_cmd, doit_killed_at, doit_without,
-                                live_name, notify_toml, output_of, start_doit, tree_snapshot, wait_until)
+from support.doit import doit_cmd, output_of, run_doit, start_doit
+from support.waiting import wait_until
+from unattended_support import (MailServer, Mounts, SlowServer, doit_killed_at, doit_without, live_name, notify_toml,
+                                tree_snapshot)
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} pvwtasks\[(\d+)\] (.*)$")
 TASK_LINE = re.compile(r"^(\.  |-- )(\S+)$")
@@ -119,11 +121,11 @@ def test_update_log_has_a_start_line_a_line_per_task_and_an_end_line(tmp_path, h
     config = _config(tmp_path, http_server.url(release.name), cleanup)
     root = tmp_path / "root"
 
-    first = doit(config, "update")
-    second = doit(config, "update")
+    first = run_doit(config, "update")
+    second = run_doit(config, "update")
     http_server.faults.errors[f"/{release.name}"] = [404] * 5
     build_release(http_server.root, "5.13.1", name=release.name)
-    third = doit(config, "update")
+    third = run_doit(config, "update")
 
     assert (first.returncode, second.returncode, third.returncode) == (0, 0, 1)
     runs = _runs(root)
@@ -172,12 +174,12 @@ def test_credentials_in_the_source_url_never_reach_logs_output_mail_or_www(tmp_p
     config = _config(tmp_path, url, cleanup, notify=notify_toml(mail.port, on_success=True))
     root = tmp_path / "root"
 
-    ok = doit(config, "update")
+    ok = run_doit(config, "update")
     assert ok.returncode == 0, ok.output
     assert http_server.gets(release.name)[0].get("Authorization", "").startswith("Basic ")  # they were used
     build_release(http_server.root, "5.13.1", name=release.name)
     http_server.faults.errors[f"/{release.name}"] = [500] * 40
-    failed = doit(config, "update")
+    failed = run_doit(config, "update")
     assert failed.returncode == 1
 
     mails = mail.wait_for(2)
@@ -220,7 +222,7 @@ def test_second_update_exits_at_once_naming_the_pid_holding_the_lock(tmp_path, s
     try:
         _wait_for_part(root, first, release.stat().st_size)
 
-        second = doit(config, "update", timeout=30)
+        second = run_doit(config, "update", timeout=30)
 
         assert second.returncode == 1
         assert second.seconds < 10
@@ -228,7 +230,7 @@ def test_second_update_exits_at_once_naming_the_pid_holding_the_lock(tmp_path, s
         assert line.startswith(f"ERROR: lock: another pvwtasks run holds {root}/.pvwtasks/update.lock (PID {first.pid} ")
         assert first.poll() is None  # the first run goes on
         for _ in range(3):  # read-only tasks take no lock and share the dep file meanwhile
-            assert doit(config, "status", timeout=60).returncode in (0, 1)
+            assert run_doit(config, "status", timeout=60).returncode in (0, 1)
     finally:
         slow_server.slow.clear()
         assert first.wait(120) == 0, output_of(first)
@@ -239,7 +241,7 @@ def test_second_update_exits_at_once_naming_the_pid_holding_the_lock(tmp_path, s
     refused = next(r for r in runs if any(m.startswith("failed lock") for m in r))
     assert refused[-1].startswith("end: failed")
     _assert_dep_file_sound(root)
-    assert {"-- download", "-- verify", "-- install"} <= set(doit(config, "update").stdout.splitlines())
+    assert {"-- download", "-- verify", "-- install"} <= set(run_doit(config, "update").stdout.splitlines())
 
 
 def test_concurrent_updates_leave_one_winner_and_a_sound_dep_file(tmp_path, slow_server, cleanup):
@@ -256,7 +258,7 @@ def test_concurrent_updates_leave_one_winner_and_a_sound_dep_file(tmp_path, slow
             assert "ERROR: lock: another pvwtasks run holds" in output_of(proc)
     _assert_dep_file_sound(root)
     _assert_fully_updated(root, release, "5.13.0")
-    again = doit(config, "update")
+    again = run_doit(config, "update")
     assert again.returncode == 0
     assert {"-- download", "-- verify", "-- install", "-- publish_hash"} <= set(again.stdout.splitlines())
 
@@ -269,7 +271,7 @@ def test_kill_9_mid_download_keeps_the_old_version_live_and_the_rerun_resumes(tm
     config = _config(tmp_path, slow_server.url(old.name), cleanup)
     root = tmp_path / "root"
     slow_server.slow.clear()
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     old_live, old_sha = live_name(root), _sha(old)
     new = _big_release(slow_server.root, "5.13.1", name=old.name)  # upstream rebuilt the same URL
     slow_server.slow.set()
@@ -284,7 +286,7 @@ def test_kill_9_mid_download_keeps_the_old_version_live_and_the_rerun_resumes(tm
     assert live_name(root) == old_live and _published_sha(root) == old_sha
     assert f"PID {proc.pid} " in (root / ".pvwtasks" / "update.lock").read_text()  # the dead run's lock
     slow_server.slow.clear()
-    rerun = doit(config, "update")
+    rerun = run_doit(config, "update")
 
     assert rerun.returncode == 0, rerun.output
     assert slow_server.ranges(old.name)[-1] == f"bytes={have}-"  # resumed, not restarted
@@ -310,7 +312,7 @@ def _killed_at(stage: str, tmp_path: Path, http_server, cleanup: list) -> dict:
     old = build_release(http_server.root, "5.13.0")
     config = _config(tmp_path, http_server.url(old.name), cleanup)
     root = tmp_path / "root"
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     before = {"live": live_name(root), "sha": _sha(old), "launcher": _launcher_pid(root)}
     new = build_release(http_server.root, "5.13.1", name=old.name, filler_files=400, filler_bytes=4_000_000)
     killed = doit_killed_at(config, *STAGES[stage])
@@ -351,7 +353,7 @@ def test_update_after_kill_9_finishes_correctly(tmp_path, http_server, cleanup, 
     downloaded = (root / "autodeploy" / "downloads" / "verified.json").read_text().count(_sha(state["new"])) > 0
     gets = len(http_server.gets(state["url"]))
 
-    rerun = doit(config, "update")
+    rerun = run_doit(config, "update")
 
     assert rerun.returncode == 0, rerun.output
     _assert_fully_updated(root, state["new"], "5.13.1")  # partial extraction discarded, new version live
@@ -362,7 +364,7 @@ def test_update_after_kill_9_finishes_correctly(tmp_path, http_server, cleanup, 
     pid = _launcher_pid(root)
     assert record["release"] == live_name(root) and record["pid"] == pid != state["old"]["launcher"]
     assert os.path.exists(f"/proc/{pid}")
-    again = doit(config, "update")
+    again = run_doit(config, "update")
     assert again.returncode == 0
     assert ".  launcher" not in again.stdout.splitlines()  # running as deployed: left alone
 
@@ -379,12 +381,12 @@ def test_disk_full_during_download_cleans_up_and_keeps_the_live_version(tmp_path
     root = mounts.tmpfs(tmp_path / "root", "3m")
     old = build_release(http_server.root, "5.13.0")
     config = _config(tmp_path, http_server.url(old.name), cleanup, root=root)
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     old_live, old_sha, free_before = live_name(root), _sha(old), _df_free(root)
     new = _big_release(http_server.root, "5.13.1", name=old.name)  # 4.7 MB: cannot fit
     assert new.stat().st_size > 3 << 20
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 1
     (line,) = run.error_lines()
@@ -393,7 +395,7 @@ def test_disk_full_during_download_cleans_up_and_keeps_the_live_version(tmp_path
     assert _df_free(root) >= free_before - (256 << 10)  # the partial file is gone
     assert live_name(root) == old_live and _published_sha(root) == old_sha
     mounts.remount(root, "size=64m")  # the admin frees space
-    rerun = doit(config, "update")
+    rerun = run_doit(config, "update")
     assert rerun.returncode == 0, rerun.output
     _assert_fully_updated(root, new, "5.13.1")
 
@@ -402,11 +404,11 @@ def test_disk_full_during_extraction_cleans_up_and_keeps_the_live_version(tmp_pa
     root = mounts.tmpfs(tmp_path / "root", "8m")
     old = build_release(http_server.root, "5.13.0")
     config = _config(tmp_path, http_server.url(old.name), cleanup, root=root)
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     old_live, old_sha = live_name(root), _sha(old)
     new = _big_release(http_server.root, "5.13.1", name=old.name)  # 4.7 MB archive, 7.9 MB extracted
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 1
     (line,) = run.error_lines()
@@ -418,7 +420,7 @@ def test_disk_full_during_extraction_cleans_up_and_keeps_the_live_version(tmp_pa
     assert sorted(p.name for p in (root / "autodeploy" / "versions").iterdir() if p.is_dir()) == [old_live]
     assert live_name(root) == old_live and _published_sha(root) == old_sha
     mounts.remount(root, "size=64m")
-    rerun = doit(config, "update")
+    rerun = run_doit(config, "update")
     assert rerun.returncode == 0, rerun.output
     _assert_fully_updated(root, new, "5.13.1")
 
@@ -445,13 +447,13 @@ def test_bad_config_gives_one_line_nonzero_a_failure_mail_and_touches_nothing(tm
     config = _config(tmp_path, http_server.url(release.name), cleanup, notify=notify_toml(mail.port,
                                                                                           on_unchanged=False))
     root = tmp_path / "root"
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     good = config.read_text()
     breaker, expected = BAD_CONFIGS[case]
     config.write_text(breaker(good, root))
     before = tree_snapshot(root)
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     (line,) = run.output.strip().splitlines()
@@ -464,14 +466,14 @@ def test_bad_config_gives_one_line_nonzero_a_failure_mail_and_touches_nothing(tm
         assert "FAILED" in received.subject and "config" in received.subject
         assert expected in received.body and str(config) in received.body
     config.write_text(good)
-    assert doit(config, "update").returncode == 0  # fixed: back to normal
+    assert run_doit(config, "update").returncode == 0  # fixed: back to normal
 
 
 def test_bad_config_for_list_or_status_sends_no_mail(tmp_path, mail, cleanup):
     config = _config(tmp_path, "http://127.0.0.1:9/x.tar.gz", cleanup, notify=notify_toml(mail.port))
     config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
     for args in (("list",), ("status",)):
-        assert doit(config, *args).returncode == 3
+        assert run_doit(config, *args).returncode == 3
     assert mail.wait_for(1, timeout=1) == []
 
 
@@ -480,13 +482,13 @@ def test_unwritable_root_gives_one_line_nonzero_and_a_failure_mail(tmp_path, htt
     release = build_release(http_server.root)
     config = _config(tmp_path, http_server.url(release.name), cleanup, root=root,
                      notify=notify_toml(mail.port, on_unchanged=False))
-    assert doit(config, "update").returncode == 0
+    assert run_doit(config, "update").returncode == 0
     live = live_name(root)
-    assert doit(config, "stop_launcher").returncode == 0  # its open log files would keep the mount busy
+    assert run_doit(config, "stop_launcher").returncode == 0  # its open log files would keep the mount busy
     stop_deployment_processes(root)
     mounts.remount(root, "ro")  # e.g. the kernel remounted the disk read-only after errors
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     assert run.output.strip().splitlines() == [f"ERROR: {config}: [deploy] root: cannot write {root}/.pvwtasks: "
@@ -502,7 +504,7 @@ def test_missing_root_parent_on_a_read_only_filesystem(tmp_path, mail, mounts, c
     config = _config(tmp_path, "http://127.0.0.1:9/x.tar.gz", cleanup, root=readonly / "root",
                      notify=notify_toml(mail.port))
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     assert run.output.strip().splitlines() == [f"ERROR: {config}: [deploy] root: cannot write "
@@ -532,13 +534,13 @@ def test_missing_configured_apachectl_is_named_and_only_update_checks_it(tmp_pat
     config = _config(tmp_path, "http://127.0.0.1:9/x.tar.gz", cleanup,
                      notify=notify_toml(mail.port) + '\n[web]\napachectl = "/opt/no-apache/bin/apachectl"\n')
 
-    run = doit(config, "update")
+    run = run_doit(config, "update")
 
     assert run.returncode == 3
     assert run.error_lines() == [f"ERROR: {config}: /opt/no-apache/bin/apachectl not found (needed by [web] "
                                  "apachectl); install the package or fix the config"]
     assert len(mail.wait_for(1)) == 1
-    assert doit(config, "list").returncode == 0  # other commands do not need Apache
+    assert run_doit(config, "list").returncode == 0  # other commands do not need Apache
     assert len(mail.wait_for(2, timeout=1)) == 1
 
 
@@ -550,14 +552,14 @@ def test_exit_codes_are_0_for_success_and_unchanged_and_nonzero_for_failure(tmp_
     config = _config(tmp_path, http_server.url(release.name), cleanup)
     root = tmp_path / "root"
 
-    assert doit(config, "update").returncode == 0  # installed
-    unchanged = doit(config, "update")
+    assert run_doit(config, "update").returncode == 0  # installed
+    unchanged = run_doit(config, "update")
     assert unchanged.returncode == 0  # nothing new upstream is not a failure
     assert json.loads((root / ".pvwtasks" / "compare.json").read_text())["result"] == "unchanged"
     http_server.faults.errors[f"/{release.name}"] = [404] * 10
-    assert doit(config, "update").returncode == 1
+    assert run_doit(config, "update").returncode == 1
     config.write_text(config.read_text() + "\n[bogus]\n")
-    assert doit(config, "update").returncode == 3
+    assert run_doit(config, "update").returncode == 3
 
 
 def test_demo_config_runs_without_apache_when_programs_are_not_required(tmp_path, http_server, cleanup):

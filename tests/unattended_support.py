@@ -1,4 +1,4 @@
-"""Real parts for the unattended-operation tests: SMTP servers, a slow HTTP server, doit processes.
+"""Real parts for the unattended-operation tests: SMTP servers, a slow HTTP server, doit killed or without programs.
 
 Also runnable as a script: ``python unattended_support.py kill-at EVENT NEEDLE COUNT -- DOIT ARGS``
 runs doit like ``python -m doit`` and SIGKILLs itself just before the
@@ -61,7 +61,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from conftest import DODO, DOIT, FileServer, free_port
+from conftest import FileServer
+from support.doit import DODO, DoitRun, doit_env
+from support.ports import free_port
 
 
 
@@ -189,70 +191,21 @@ class SlowServer(FileServer):
         self.httpd.server_close()
 
 
-# -- doit processes -----------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float = 0.0
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def error_lines(self) -> list[str]:
-        return [line for line in self.output.splitlines() if line.startswith("ERROR")]
-
-
-def _env(env: dict | None) -> dict:
-    full = {**os.environ, **(env or {})}
-    full.pop("PVW_CONFIG", None)
-    return full
-
-
-def doit_cmd(config: Path, *args: str) -> list[str]:
-    return [*DOIT, "-f", str(DODO), *args, f"config={config}"]
-
-
-def doit(config: Path, *args: str, env: dict | None = None, timeout: float = 180) -> Run:
-    """Run ``doit ARGS config=CONFIG`` in a real subprocess and wait for it."""
-    started = time.monotonic()
-    proc = subprocess.run(doit_cmd(config, *args), capture_output=True, text=True, env=_env(env),
-                          timeout=timeout, cwd=config.parent)
-    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
-
-
-def start_doit(config: Path, *args: str, env: dict | None = None, log_dir: Path | None = None) -> subprocess.Popen:
-    """Start ``doit ARGS config=CONFIG`` without waiting; output goes to files in ``log_dir``."""
-    log_dir = log_dir or config.parent
-    out = open(log_dir / f"doit-{time.monotonic_ns()}.out", "w+")
-    proc = subprocess.Popen(doit_cmd(config, *args), stdout=out, stderr=subprocess.STDOUT, text=True,
-                            env=_env(env), cwd=config.parent)
-    proc.output_file = out
-    return proc
-
-
-def output_of(proc: subprocess.Popen) -> str:
-    """Everything the process printed so far (stdout and stderr together)."""
-    proc.output_file.seek(0)
-    return proc.output_file.read()
+# -- doit processes killed at a point, or without some programs ---------------------
 
 
 def doit_killed_at(config: Path, event: str, needle: str, count: int = 1, *args: str, env: dict | None = None,
-                   timeout: float = 180) -> Run:
+                   timeout: float = 180) -> DoitRun:
     """Run ``doit update`` and SIGKILL it just before the COUNT-th audit event matching NEEDLE."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "kill-at", event, needle, str(count), "--",
            "-f", str(DODO), *(args or ("update",)), f"config={config}"]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=config.parent)
-    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=doit_env(env), timeout=timeout, cwd=config.parent)
+    return DoitRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
 def doit_without(config: Path, programs: list[str], scratch: Path, *args: str, env: dict | None = None,
-                  timeout: float = 180) -> Run:
+                  timeout: float = 180) -> DoitRun:
     """Run ``doit ARGS`` in a private mount namespace where ``programs`` are missing from /usr/sbin."""
     import pytest
 
@@ -263,18 +216,10 @@ def doit_without(config: Path, programs: list[str], scratch: Path, *args: str, e
     cmd = [unshare, "--mount", "--propagation", "private", sys.executable, str(Path(__file__).resolve()), "hide",
            ",".join(programs), str(scratch), "--", "-f", str(DODO), *args, f"config={config}"]
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(env), timeout=timeout, cwd=config.parent)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=doit_env(env), timeout=timeout, cwd=config.parent)
     if proc.returncode != 0 and "unshare failed" in proc.stderr:
         pytest.skip(f"cannot make a private mount namespace: {proc.stderr.strip()}")
-    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.01, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+    return DoitRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
 # -- the deployment's state ---------------------------------------------------------
