@@ -47,11 +47,6 @@ def launcher_apps(settings: Settings, release: ReleaseRecord, tree: Path) -> dic
     return apps
 
 
-def health_app(settings: Settings, apps: dict) -> str:
-    """The app the health check opens: ``[launcher] health_app``, else the first app."""
-    return settings.launcher.health_app or next(iter(apps), "")
-
-
 def _configured(app: App, info: families.ReleaseInfo, tree: Path, flags: list[str]) -> families.AppSpec:
     """A ``[launcher.apps.NAME]`` entry as a launcher command for this release."""
     pvpython = str(tree / info.pvpython)

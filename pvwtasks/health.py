@@ -23,6 +23,7 @@ import requests
 from . import processes, proxyfile
 from .config import Settings, loopback_host, url_host
 from .errors import LauncherError
+from .layout import load_json_object
 from .runlog import tail
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,15 @@ def _session_processes(launcher: psutil.Process | None, before: set[int], port: 
     return chosen or new
 
 
-def _post_watching_app(settings: Settings, url: str, launcher: psutil.Process | None, before: set[int],
+def app_name(settings: Settings) -> str:
+    """The app the health check opens: ``[launcher] health_app``, else the first app of launch.json."""
+    if settings.launcher.health_app:
+        return settings.launcher.health_app
+    apps = (load_json_object(settings.layout.launch_json) or {}).get("apps")
+    return next(iter(apps), "") if isinstance(apps, dict) else ""
+
+
+def _post_watching_app(settings: Settings, app: str, url: str, launcher: psutil.Process | None, before: set[int],
                        since: float) -> requests.Response:
     """POST the health-check session while watching its app; fail at once when the app dies before ready."""
     cfg = settings.launcher
@@ -94,7 +103,7 @@ def _post_watching_app(settings: Settings, url: str, launcher: psutil.Process | 
 
     def post() -> None:
         try:
-            outcome["answer"] = requests.post(url, json={"application": cfg.health_app}, timeout=(5, cfg.timeout + 15))
+            outcome["answer"] = requests.post(url, json={"application": app}, timeout=(5, cfg.timeout + 15))
         except requests.RequestException as err:
             outcome["error"] = err
 
@@ -111,7 +120,7 @@ def _post_watching_app(settings: Settings, url: str, launcher: psutil.Process | 
         running = [c for c in new if processes.alive(c)]
         dead_polls = dead_polls + 1 if seen and not running else 0
         if dead_polls >= 3:
-            raise LauncherError(f"health check: the {cfg.health_app} session's app exited before printing its "
+            raise LauncherError(f"health check: the {app} session's app exited before printing its "
                                 f"ready line (POST {url}); {_where(settings, since)}")
     if "error" in outcome:
         raise LauncherError(f"health check: POST {url} failed: {outcome['error']}")
@@ -119,7 +128,7 @@ def _post_watching_app(settings: Settings, url: str, launcher: psutil.Process | 
 
 
 def check(settings: Settings) -> dict:
-    """POST a session of ``[launcher] health_app``, open its websocket, then end it cleanly.
+    """POST a session of the health app (:func:`app_name`), open its websocket, then end it cleanly.
 
     Checks a 200 with ``sessionURL``, a websocket upgrade on the app's
     port, a DELETE of the session, that the app process ended and that its
@@ -128,21 +137,21 @@ def check(settings: Settings) -> dict:
     Writes nothing but what ending the session changes in proxy.txt.
     """
     cfg = settings.launcher
-    url = cfg.url
+    url, app = cfg.url, app_name(settings)
     launcher = processes.find_launcher(settings)
     try:
         before = {c.pid for c in launcher.children(recursive=True)} if launcher else set()
     except psutil.NoSuchProcess:
         launcher, before = None, set()
     started_wall, started = time.time(), time.monotonic()
-    answer = _post_watching_app(settings, url, launcher, before, started_wall)
+    answer = _post_watching_app(settings, app, url, launcher, before, started_wall)
     try:
         body = answer.json()
     except ValueError:
         body = {}
     if answer.status_code != 200 or not isinstance(body, dict) or "sessionURL" not in body:
         error = body.get("error") if isinstance(body, dict) else None
-        raise LauncherError(f"health check: POST {url} {{application: {cfg.health_app}}} answered "
+        raise LauncherError(f"health check: POST {url} {{application: {app}}} answered "
                             f"{answer.status_code} {error or answer.text[:200]!r}; {_where(settings, started_wall)}")
     session_id, host, port = body.get("id"), body.get("host") or cfg.host, int(body.get("port", 0))
     post_seconds = time.monotonic() - started
@@ -152,8 +161,8 @@ def check(settings: Settings) -> dict:
         open_websocket(host, port, query.get("path", ["ws"])[0])
     finally:
         _end_session(settings, url, session_id, apps)
-    log.info("health check ok: %s session came up in %.2f s and was ended", cfg.health_app, post_seconds)
-    return {"ok": True, "at": time.time(), "app": cfg.health_app, "post_seconds": round(post_seconds, 3),
+    log.info("health check ok: %s session came up in %.2f s and was ended", app, post_seconds)
+    return {"ok": True, "at": time.time(), "app": app, "post_seconds": round(post_seconds, 3),
             "seconds": round(time.monotonic() - started, 3)}
 
 

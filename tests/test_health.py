@@ -26,7 +26,7 @@ def test_websocket_opens_on_a_real_wslink_session_and_the_check_ends_its_session
     launcher = processes.find_launcher(settings)
     assert launcher is not None and launcher.pid == pidfile_pid(settings)
     result = health.check(settings)
-    assert result["ok"] is True and result["app"] == settings.launcher.health_app
+    assert result["ok"] is True and result["app"] == health.app_name(settings)
     assert 0 < result["post_seconds"] <= result["seconds"]
     assert [c for c in launcher.children() if c.status() != psutil.STATUS_ZOMBIE] == []
     assert settings.layout.proxy_file.read_text() == ""
