@@ -28,7 +28,7 @@ def task_download():
     """Download the ParaView tarball when upstream changed (resumes a partial .part)."""
     return {
         "actions": [step(pipeline.download_release, SETTINGS, progress=progress_bar())],
-        "targets": [pipeline.download_record(LAYOUT)],
+        "targets": [LAYOUT.download_record],
         "uptodate": [changed(SETTINGS, "download", "source"), check(pipeline.upstream_unchanged, SETTINGS)],
         "task_dep": _LOCKED,
     }
@@ -38,8 +38,8 @@ def task_verify():
     """Check the download's sha256 (pinned or from the checksum manifest) and publish it."""
     return {
         "actions": [step(pipeline.verify_download, SETTINGS)],
-        "file_dep": [pipeline.download_record(LAYOUT)],
-        "targets": [pipeline.verified_record(LAYOUT)],
+        "file_dep": [LAYOUT.download_record],
+        "targets": [LAYOUT.verified_record],
         "uptodate": [changed(SETTINGS, "verify", extra={"sha256": SETTINGS.source.sha256,
                                                         "checksums": SETTINGS.source.checksums})],
         "task_dep": _LOCKED,
@@ -50,7 +50,7 @@ def task_install():
     """Extract the verified release into autodeploy/versions/ and switch the live symlink."""
     return {
         "actions": [step(pipeline.install_release, SETTINGS)],
-        "file_dep": [pipeline.verified_record(LAYOUT)],
+        "file_dep": [LAYOUT.verified_record],
         "targets": [installed_record(LAYOUT)],
         "uptodate": [changed(SETTINGS, "install", extra={"keep": SETTINGS.deploy.keep})],
         "task_dep": _LOCKED,
@@ -67,7 +67,7 @@ def task_extras():
             "name": kind,
             "doc": f"Download and extract the {kind} archive into autodeploy/{kind}.",
             "actions": [step(pipeline.install_extra, SETTINGS, kind, url)],
-            "targets": [pipeline.extra_record(LAYOUT, kind)],
+            "targets": [LAYOUT.extra_record(kind)],
             "uptodate": [changed(SETTINGS, f"extras:{kind}", extra={"url": url}),
                          check(pipeline.extra_unchanged, SETTINGS, kind, url)],
             "task_dep": _LOCKED,

@@ -50,6 +50,13 @@ class Source:
     timeout: float = 30.0
     retries: int = 4
     backoff: float = 1.0
+    ca_file: str = ""  # PEM bundle trusted for https instead of the system's CAs
+    allow_http_redirect: bool = False  # follow https -> http redirects and listing entries
+    allow_other_hosts: bool = False  # listing entries on other hosts or outside the listing's folder
+    transfer_deadline: float = 0.0  # seconds one transfer may take in all (0: no deadline)
+    min_speed: int = 1024  # bytes/s, averaged over each `timeout` seconds (0: no minimum)
+    max_size_mib: int = 16384  # largest archive accepted, when the server announces no size
+    max_listing_mib: int = 32  # largest listing or checksum manifest read
 
 
 @dataclass(frozen=True)
