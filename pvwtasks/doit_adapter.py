@@ -190,32 +190,37 @@ class ProgressBar:
         self.stream = stream
         self.started = time.monotonic()
         self.shown = 0.0
-        self.open = False
+        self.last: tuple[int, int | None] | None = None  # the latest figures, drawn or not
 
     def __call__(self, done: int, total: int | None) -> None:
+        self.last = (done, total)
         now = time.monotonic()
         finished = bool(total) and done >= total
         if now - self.shown < 0.2 and not finished:
             return
         self.shown = now
+        self._draw(done, total, now)
+        if finished:
+            self.end()
+
+    def _draw(self, done: int, total: int | None, now: float) -> None:
         speed = f"{_mib(done / max(now - self.started, 1e-3))}/s"
         if total:
             percent = min(100, int(done * 100 / total))
             filled = percent * 30 // 100
-            text = f"\r  [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% {speed}  "
+            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% {speed}  ")
         else:
-            text = f"\r  {_mib(done)} {speed}  "
-        self.stream.write(text)
-        self.open = True
-        if finished:
-            self.end()
+            self.stream.write(f"\r  {_mib(done)} {speed}  ")
         self.stream.flush()
 
     def end(self) -> None:
-        if self.open:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.open = False
+        """Draw the latest figures and end the line (once)."""
+        if self.last is None:
+            return
+        self._draw(*self.last, time.monotonic())
+        self.stream.write("\n")
+        self.stream.flush()
+        self.last = None
 
 
 READ_ONLY_TASKS = {"status", "notify_test"}

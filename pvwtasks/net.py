@@ -57,6 +57,13 @@ class _Session(requests.Session):
     """A session that refuses an https -> http redirect unless told otherwise."""
 
     allow_http_redirect = False
+    ca_file: str | None = None
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.ca_file:  # [source] ca_file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            settings["verify"] = self.ca_file
+        return settings
 
     def get_redirect_target(self, resp):
         target = super().get_redirect_target(resp)
@@ -81,7 +88,7 @@ def new_session(ca_file: str | Path | None = None, allow_http_redirect: bool = F
     # The digest we check must be of the bytes on the server, not a re-encoding.
     session.headers["Accept-Encoding"] = "identity"
     if ca_file:
-        session.verify = str(ca_file)
+        session.verify = session.ca_file = str(ca_file)
     return session
 
 
