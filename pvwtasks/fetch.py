@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MIB = 1 << 20
 Progress = Callable[[int, "int | None"], None]
-Fetched = DownloadRecord  # the old name, for callers not yet switched
 
 
 @dataclass(frozen=True)
@@ -650,35 +649,59 @@ class _Http:
         return self._record(done)
 
     def _stream(self, response: requests.Response, mode: str, have: int) -> int:
-        """Write the body's raw bytes (no Content-Encoding undone) to the .part; return its new size."""
-        raw, hashers, done = response.raw, self.hashers, have
+        """Write the body's raw bytes (no Content-Encoding undone) to the .part; return its new size.
+
+        Reads return what the socket has (so the time bounds are checked even
+        while bytes trickle in); they are gathered into CHUNK-sized pieces
+        before they are written, hashed and unpacked.
+        """
+        raw, hashers = response.raw, self.hashers
         limit = self.total if self.total is not None else (self.options.max_size or None)
+        pieces: list[bytes] = []
+        state = {"done": have, "pending": 0}
+
+        def flush(out) -> None:
+            if not pieces:
+                return
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            pieces.clear()
+            out.write(data)
+            hashers.update(data)
+            state["done"] += len(data)
+            state["pending"] = 0
+            self.hashed = state["done"]
+            if self.progress:
+                self.progress(state["done"], self.total)
+
         with self.part.open(mode) as out:
-            while True:
-                try:
-                    chunk = raw.read1(CHUNK, decode_content=False)
-                except urllib3.exceptions.HTTPError as err:
-                    self.hashed = done
-                    raise TransferBroken(f"connection broken mid-transfer ({describe(err)})") from None
-                if not chunk:
-                    break
-                if limit is not None and done + len(chunk) > limit:
-                    self.discard()
-                    if self.total is not None:
-                        raise DownloadError(f"{self.name}: the server sent more than the {self.total} bytes "
-                                            f"announced; partial file removed")
-                    raise DownloadError(f"{self.name}: larger than [source] max_size_mib = {limit // MIB} "
-                                        f"(no size announced); partial file removed")
-                out.write(chunk)
-                hashers.update(chunk)
-                done += len(chunk)
-                self.hashed = done
-                if self.progress:
-                    self.progress(done, self.total)
-                self.clock.tick(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        return done
+            try:
+                while True:
+                    try:
+                        chunk = raw.read1(CHUNK, decode_content=False)
+                    except urllib3.exceptions.HTTPError as err:
+                        raise TransferBroken(f"connection broken mid-transfer ({describe(err)})") from None
+                    if not chunk:
+                        break
+                    if limit is not None and state["done"] + state["pending"] + len(chunk) > limit:
+                        pieces.clear()
+                        out.close()
+                        self.discard()
+                        if self.total is not None:
+                            raise DownloadError(f"{self.name}: the server sent more than the {self.total} bytes "
+                                                f"announced; partial file removed")
+                        raise DownloadError(f"{self.name}: larger than [source] max_size_mib = {limit // MIB} "
+                                            f"(no size announced); partial file removed")
+                    pieces.append(chunk)
+                    state["pending"] += len(chunk)
+                    if state["pending"] >= CHUNK:
+                        flush(out)
+                    self.clock.tick(len(chunk))
+            finally:
+                if not out.closed:
+                    flush(out)  # what arrived is kept, for the next try to resume from
+                    out.flush()
+                    os.fsync(out.fileno())
+        return state["done"]
 
     def _unsatisfiable(self, response: requests.Response, have: int) -> DownloadRecord | None:
         """416 to ``Range: bytes=<have>-``: a .part of exactly the file's size is complete, else start over."""
