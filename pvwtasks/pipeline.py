@@ -13,9 +13,8 @@ import logging
 import os
 import shutil
 import time
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 from . import extract, fetch, install, verify
 from .config import Layout, Settings, Source
@@ -252,7 +251,7 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     install.check_own_link(link)
     staging = layout.extra_staging(kind)
     name = fetch.filename_of(url)
-    fetched = fetch.download(url, staging / f"{name}.part", staging / f"{name}.part.json",
+    fetched = fetch.download(url, layout.extra_part_file(kind, name), layout.extra_part_record(kind, name),
                              options=fetch.Options.of(source), progress=None)
     expected = None
     if source.checksums:  # the pinned sha256 is the release's, not this archive's
