@@ -168,6 +168,13 @@ class Source:
     timeout: Positive = 30.0
     retries: NonNegativeInt = 4
     backoff: NonNegative = 1.0
+    ca_file: Path | None = None  # PEM bundle trusted for https instead of the system's CAs
+    allow_http_redirect: bool = False  # follow https -> http redirects and listing entries
+    allow_other_hosts: bool = False  # listing entries on other hosts or outside the listing's folder
+    transfer_deadline: NonNegative = 0.0  # seconds one transfer may take in all (0: no deadline)
+    min_speed: NonNegativeInt = 1024  # bytes/s, averaged over each `timeout` seconds (0: no minimum)
+    max_size_mib: PositiveInt = 16384  # largest archive accepted, when the server announces no size
+    max_listing_mib: PositiveInt = 32  # largest listing or checksum manifest read
 
 
 @dataclass(frozen=True)

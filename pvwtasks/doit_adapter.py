@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -222,25 +223,57 @@ def _names(values: dict, prefix: str = "") -> list[str]:
     return names
 
 
-def progress_bar() -> Callable[[int, int | None], None] | None:
+def progress_bar() -> "ProgressBar | None":
     """A download progress callback when stdout is a terminal, else None (cron logs stay clean)."""
-    if not sys.stdout.isatty():
-        return None
-    state = {"last": -1}
+    return ProgressBar(sys.stdout) if sys.stdout.isatty() else None
 
-    def show(done: int, total: int | None) -> None:
-        percent = int(done * 100 / total) if total else -1
-        if percent == state["last"]:
+
+def _mib(count: float) -> str:
+    return f"{count / (1 << 20):.1f} MiB"
+
+
+class ProgressBar:
+    """``[####....]  46% 12.3 MiB/s``, or ``123.4 MiB 12.3 MiB/s`` without a known size.
+
+    ``end()`` finishes the line (the download calls it on success and failure),
+    so an error message never lands on the bar's line.
+    """
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.last: tuple[int, int | None] | None = None  # the latest figures, drawn or not
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self.last = (done, total)
+        now = time.monotonic()
+        finished = bool(total) and done >= total
+        if now - self.shown < 0.2 and not finished:
             return
-        state["last"] = percent
-        label = f"{percent:3d}%" if total else f"{done >> 20} MiB"
-        filled = max(0, percent) * 30 // 100
-        sys.stdout.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {label}")
-        if total and done >= total:
-            sys.stdout.write("\n")
-        sys.stdout.flush()
+        self.shown = now
+        self._draw(done, total, now)
+        if finished:
+            self.end()
 
-    return show
+    def _draw(self, done: int, total: int | None, now: float) -> None:
+        speed = f"{_mib(done / max(now - self.started, 1e-3))}/s"
+        if total:
+            percent = min(100, int(done * 100 / total))
+            filled = percent * 30 // 100
+            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {percent:3d}% {speed}  ")
+        else:
+            self.stream.write(f"\r  {_mib(done)} {speed}  ")
+        self.stream.flush()
+
+    def end(self) -> None:
+        """Draw the latest figures and end the line (once)."""
+        if self.last is None:
+            return
+        self._draw(*self.last, time.monotonic())
+        self.stream.write("\n")
+        self.stream.flush()
+        self.last = None
 
 
 def dodo_path() -> Path:

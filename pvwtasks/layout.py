@@ -149,6 +149,12 @@ class Layout:
     def extra_staging(self, kind: str) -> Path:
         return self.autodeploy / f".{kind}-download"
 
+    def extra_part_file(self, kind: str, filename: str) -> Path:
+        return self.extra_staging(kind) / f"{filename}.part"
+
+    def extra_part_record(self, kind: str, filename: str) -> Path:
+        return self.extra_staging(kind) / f"{filename}.part.json"
+
     # --- rendered files
     @property
     def vhost_file(self) -> Path:

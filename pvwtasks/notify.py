@@ -27,7 +27,7 @@ from pathlib import Path
 from . import releases
 from .config import Notify, Settings
 from .errors import NotifyError
-from .fsutil import read_json
+from .layout import CompareRecord, HashRecord
 from .runlog import RunRecord, redact_text, tail
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,9 @@ def live_description(settings: Settings) -> str:
         live = None
     if live is not None:
         return f"{live.name} (version {live.version}, sha256 {live.sha256}, installed {_when(live.installed_at)})"
-    published = read_json(layout.hash_file)
-    if isinstance(published, dict) and published.get("name"):
-        return f"{published['name']} (version {published.get('version')}, sha256 {published.get('sha256')})"
+    published = HashRecord.load(layout.hash_file)
+    if published is not None:
+        return f"{published.name} (version {published.version}, sha256 {published.sha256})"
     return "no release installed yet"
 
 
@@ -221,13 +221,13 @@ def config_failure_message(cfg: Notify, config: Path, error: str, host: str, liv
     return _message(cfg, f"FAILED on {host}: config: {_one_line(error)[:120]}", body)
 
 
-def unchanged_message(settings: Settings, compare: dict, record: RunRecord) -> EmailMessage:
+def unchanged_message(settings: Settings, compare: CompareRecord, record: RunRecord) -> EmailMessage:
     """The mail telling that upstream produced nothing new since the last run."""
-    since = compare.get("since")
+    since = compare.since
     body = (
         f"Upstream produced nothing new since the last run of doit update on {record.host} ({_when()}).\n\n"
-        f"Upstream still serves: {compare.get('filename')}\n"
-        f"sha256: {compare.get('sha256')}\n"
+        f"Upstream still serves: {compare.filename}\n"
+        f"sha256: {compare.sha256}\n"
         + (f"Unchanged since: {_when(since)}\n" if since else "")
         + "\nFor a nightly channel this usually means the nightly build broke upstream.\n\n"
         f"Live version: {live_description(settings)}\n"
@@ -236,7 +236,7 @@ def unchanged_message(settings: Settings, compare: dict, record: RunRecord) -> E
     return _message(settings.notify, f"unchanged on {record.host}: upstream has nothing new", body)
 
 
-def success_message(settings: Settings, compare: dict, record: RunRecord) -> EmailMessage:
+def success_message(settings: Settings, compare: CompareRecord, record: RunRecord) -> EmailMessage:
     """The mail telling what a successful run installed, re-rendered and restarted."""
     layout = settings.layout
     live = releases.live_release(layout)
@@ -248,9 +248,9 @@ def success_message(settings: Settings, compare: dict, record: RunRecord) -> Ema
     body = (
         f"doit update finished on {record.host} at {_when()} in {record.duration():.1f} s.\n\n"
         f"Live version: {version}\n"
-        f"sha256: {live.sha256 if live else compare.get('sha256')}\n"
+        f"sha256: {live.sha256 if live else compare.sha256}\n"
         + (f"From: {live.url}\n" if live else "")
-        + (f"Previous sha256: {compare.get('previous_sha256')}\n" if compare.get("previous_sha256") else "")
+        + (f"Previous sha256: {compare.previous_sha256}\n" if compare.previous_sha256 else "")
         + f"\nRe-rendered: {', '.join(rendered) or 'nothing'}\n"
         f"Restarted: {'the launcher' if restarted else 'nothing'}\n"
         f"Other steps that ran: {', '.join(other) or 'none'}\n"
@@ -280,11 +280,9 @@ def run_finished(settings: Settings, record: RunRecord) -> dict:
     Reads ``.pvwtasks/compare.json`` (written by the compare step).  A mail
     that cannot be sent is logged as a warning and does not fail the step.
     """
-    from .pipeline import compare_record
-
     cfg = settings.notify
-    compare = read_json(compare_record(settings.layout)) or {}
-    result = compare.get("result")
+    compare = CompareRecord.load(settings.layout.compare_record)
+    result = compare.result if compare else None
     if result == "unchanged" and cfg.on_unchanged:
         kind, build = "unchanged", unchanged_message
     elif result == "changed" and cfg.on_success:

@@ -13,36 +13,26 @@ import logging
 import os
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from . import apps, archive as extract, fetch, install, releases, verify
 from .config import Layout, Settings, Source
-from .errors import DownloadError, HashMismatch, InstallError
-from .fsutil import read_json, remove_quietly, replace_symlink, write_json
-from .layout import HashRecord
-from .http import new_session, redact
+from .errors import DownloadError, HashMismatch, InstallError, UnsafeArchive
+from .fsutil import remove_quietly, replace_symlink
+from .layout import CompareRecord, DownloadRecord, HashRecord
+from .net import redact
 
 log = logging.getLogger(__name__)
 
 
-def download_record(layout: Layout) -> Path:
-    return layout.downloads / "download.json"
-
-
-def verified_record(layout: Layout) -> Path:
-    return layout.downloads / "verified.json"
-
-
-def compare_record(layout: Layout) -> Path:
-    return layout.state / "compare.json"
-
-
 def release_url(source: Source, session=None) -> str:
-    """The archive URL: ``[source] url``, or the newest match in ``[source] listing``."""
+    """The archive URL: ``[source] url``, or the newest usable match in ``[source] listing``."""
     if source.url:
         return source.url
-    text = fetch.read_text(source.listing, source.timeout, source.retries, source.backoff, session)
-    return fetch.pick_from_listing(text, source.listing, source.pattern)
+    options = fetch.Options.of(source)
+    text = fetch.read_text(source.listing, options, session)
+    return fetch.pick_from_listing(text, source.listing, source.pattern, options)
 
 
 def _live_label(layout: Layout) -> str:
@@ -56,12 +46,13 @@ def upstream_unchanged(settings: Settings) -> bool:
     runs and reports it properly.
     """
     layout, source = settings.layout, settings.source
-    record = read_json(verified_record(layout))
-    if not record or not Path(record.get("path", "")).is_file():
+    record = DownloadRecord.load(layout.verified_record)
+    if record is None or not Path(record.path).is_file():
         return False
-    session = new_session()
+    options = fetch.Options.of(source)
+    session = options.session()
     url = release_url(source, session)
-    return fetch.remote_info(url, source.timeout, session).same_as(record)
+    return fetch.remote_info(url, replace(options, retries=0), session).same_as(record)
 
 
 def download_release(settings: Settings, progress: fetch.Progress | None = None) -> dict:
@@ -70,82 +61,91 @@ def download_release(settings: Settings, progress: fetch.Progress | None = None)
     Raises DownloadError naming the URL and the live version, which keeps serving.
     """
     layout, source = settings.layout, settings.source
-    session = new_session()
+    options = fetch.Options.of(source)
+    session = options.session()
     try:
         url = release_url(source, session)
-        info = fetch.remote_info(url, source.timeout, session, source.retries, source.backoff)
+        info = fetch.remote_info(url, options, session)
     except DownloadError as err:
         raise DownloadError(f"{err}; still serving {_live_label(layout)}") from None
-    verified = read_json(verified_record(layout))
-    if info.same_as(verified) and Path(verified["path"]).is_file():
-        log.info("upstream unchanged: %s already downloaded", verified["filename"])
-        write_json(download_record(layout), verified)
+    verified = DownloadRecord.load(layout.verified_record)
+    if verified is not None and info.same_as(verified) and Path(verified.path).is_file():
+        log.info("upstream unchanged: %s already downloaded", verified.filename)
+        verified.save(layout.download_record)
         return {"downloaded": False, "url": redact(url)}
     log.info("downloading %s", redact(url))
     started = time.monotonic()
     try:
+        name = fetch.filename_of(url)
         # md5 only when a manifest may list md5 digests; unpack while downloading into a
         # hidden folder that the install step uses only once the bytes are verified.
         fetched = fetch.download(
-            url, layout.downloads, timeout=source.timeout, retries=source.retries,
-            backoff=source.backoff, progress=progress, session=session,
-            md5=bool(source.checksums), unpack_into=layout.versions,
+            url, layout.part_file(name), layout.part_record(name), options=options, progress=progress,
+            session=session, md5=bool(source.checksums), unpack_into=layout.versions,
+            info=info,
         )
     except DownloadError as err:
         raise DownloadError(f"{err}; still serving {_live_label(layout)}") from None
     log.info("downloaded %s: %d bytes in %.1f s, sha256 %s", fetched.filename, fetched.size,
              time.monotonic() - started, fetched.sha256)
-    write_json(download_record(layout), fetched.to_json())
+    fetched.save(layout.download_record)
     return {"downloaded": True, "url": redact(url)}
 
 
-def expected_digest(source: Source, filename: str, session=None) -> verify.Expected | None:
+def expected_digest(source: Source, filename: str, session=None, url: str = "") -> verify.Expected | None:
     """The digest the archive must have: the pinned sha256, else the manifest's entry."""
     if source.sha256:
         return verify.Expected("sha256", source.sha256.lower(), "[source] sha256")
     if source.checksums:
-        return verify.parse_manifest(_manifest(source, session), filename, redact(source.checksums))
+        return verify.parse_manifest(_manifest(source, session), filename, redact(source.checksums),
+                                     url, source.checksums)
     return None
 
 
 def _manifest(source: Source, session=None) -> str:
-    return fetch.read_text(source.checksums, source.timeout, source.retries, source.backoff, session)
+    return fetch.read_text(source.checksums, fetch.Options.of(source), session)
 
 
 def verify_download(settings: Settings) -> dict:
-    """Check the downloaded bytes' digest, then publish the archive and ``verified.json``.
+    """Check the downloaded bytes' size and digest, then publish the archive and ``verified.json``.
 
     On a mismatch the download and its record are deleted (HashMismatch).
     """
     layout, source = settings.layout, settings.source
-    data = read_json(download_record(layout))
-    if not data:
-        raise DownloadError(f"{download_record(layout)} missing; run the download step first")
-    fetched = fetch.Fetched(**data)
-    published = read_json(verified_record(layout))
-    if (not Path(fetched.path).exists() and published and published.get("sha256") == fetched.sha256
-            and Path(published["path"]).is_file()):
+    fetched = DownloadRecord.load(layout.download_record)
+    if fetched is None:
+        raise DownloadError(f"{layout.download_record} missing; run the download step first")
+    published = DownloadRecord.load(layout.verified_record)
+    if (not Path(fetched.path).exists() and published is not None and published.sha256 == fetched.sha256
+            and Path(published.path).is_file()):
         # Published by a run killed before doit saved its state: check the published file.
-        fetched = fetch.Fetched(**{**data, "path": published["path"]})
-    expected = expected_digest(source, fetched.filename)
+        fetched = fetched.replace(path=published.path)
+    expected = expected_digest(source, fetched.filename, url=fetched.url)
     if expected is not None and not getattr(fetched, expected.algorithm):
         fetched = _with_digest(fetched, expected.algorithm)  # downloaded before a manifest was configured
     try:
         verify.check(fetched, expected)
     except HashMismatch:
-        remove_quietly(download_record(layout))
+        remove_quietly(layout.download_record)
         shutil.rmtree(layout.staged_dir(fetched.sha256), ignore_errors=True)
         raise
-    published = verify.publish(fetched, layout.downloads, verified_record(layout))
+    published = verify.publish(fetched, layout.downloads, layout.verified_record)
     return {"sha256": published.sha256, "filename": published.filename}
 
 
-def _with_digest(fetched: fetch.Fetched, algorithm: str) -> fetch.Fetched:
+def _with_digest(fetched: DownloadRecord, algorithm: str) -> DownloadRecord:
     digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(fetched.path, "rb") as handle:
         while chunk := handle.read(fetch.CHUNK):
             digest.update(chunk)
-    return fetch.Fetched(**{**fetched.to_json(), algorithm: digest.hexdigest()})
+    return fetched.replace(**{algorithm: digest.hexdigest()})
+
+
+def _forget_download(layout: Layout, record: DownloadRecord) -> None:
+    """Drop a verified archive the install step found corrupt, so the next run downloads it again."""
+    remove_quietly(layout.verified_record)
+    remove_quietly(layout.download_record)
+    remove_quietly(Path(record.path))
 
 
 def install_release(settings: Settings) -> dict:
@@ -155,11 +155,17 @@ def install_release(settings: Settings) -> dict:
     again; the live one stays and a warning says why.
     """
     layout = settings.layout
-    record = read_json(verified_record(layout))
-    if not record:
-        raise DownloadError(f"{verified_record(layout)} missing; run the verify step first")
+    record = DownloadRecord.load(layout.verified_record)
+    if record is None:
+        raise DownloadError(f"{layout.verified_record} missing; run the verify step first")
     # The release record feeds hash.json, status and mails: never with credentials.
-    release = install.install(layout, Path(record["path"]), record["sha256"], redact(record["url"]), record["size"])
+    try:
+        release = install.install(layout, Path(record.path), record.sha256, redact(record.url), record.size)
+    except InstallError as err:
+        if not isinstance(err, UnsafeArchive):  # corrupt: download it again next run, never "unchanged"
+            _forget_download(layout, record)
+            raise InstallError(f"{err}; the archive was dropped and will be downloaded again") from None
+        raise
     failure = releases.failure_of(layout, release.name)
     if failure:
         log.warning("%s failed its health check (%s); staying on %s until upstream changes",
@@ -208,33 +214,29 @@ def compare_hash(settings: Settings) -> dict:
     mtimes made the old recipe always report a change).
     """
     layout = settings.layout
-    verified = read_json(verified_record(layout)) or {}
-    last = read_json(compare_record(layout)) or {}
-    sha = verified.get("sha256")
-    result = "unchanged" if sha and sha == last.get("sha256") else "changed"
-    since = last.get("since") if result == "unchanged" else time.time()
-    write_json(compare_record(layout), {
-        "result": result, "sha256": sha, "previous_sha256": last.get("sha256"),
-        "filename": verified.get("filename"), "at": time.time(), "since": since,
-    })
-    if result == "unchanged":
-        log.info("unchanged: upstream still serves %s (sha256 %s)", verified.get("filename"), sha)
+    verified = DownloadRecord.load(layout.verified_record)
+    last = CompareRecord.load(layout.compare_record)
+    sha = verified.sha256 if verified else None
+    filename = verified.filename if verified else None
+    previous = last.sha256 if last else None
+    unchanged = bool(sha) and sha == previous
+    now = time.time()
+    CompareRecord(result="unchanged" if unchanged else "changed", sha256=sha, previous_sha256=previous,
+                  filename=filename, at=now, since=last.since if unchanged and last else now).save(layout.compare_record)
+    if unchanged:
+        log.info("unchanged: upstream still serves %s (sha256 %s)", filename, sha)
     else:
-        log.info("changed: %s (sha256 %s), was %s", verified.get("filename"), sha, last.get("sha256") or "nothing")
-    return {"result": result}
-
-
-def extra_record(layout: Layout, kind: str) -> Path:
-    return layout.autodeploy / f"{kind}.json"
-
+        log.info("changed: %s (sha256 %s), was %s", filename, sha, previous or "nothing")
+    return {"result": "unchanged" if unchanged else "changed"}
 
 def extra_unchanged(settings: Settings, kind: str, url: str) -> bool:
     """True when ``autodeploy/<kind>`` holds what upstream still serves at ``url``."""
     layout = settings.layout
-    record = read_json(extra_record(layout, kind))
-    if not record or not (layout.autodeploy / kind).exists():
+    record = DownloadRecord.load(layout.extra_record(kind))
+    if record is None or not layout.extra_link(kind).exists():
         return False
-    return fetch.remote_info(url, settings.source.timeout).same_as(record)
+    options = fetch.Options.of(settings.source)
+    return fetch.remote_info(url, replace(options, retries=0)).same_as(record)
 
 
 def install_extra(settings: Settings, kind: str, url: str) -> dict:
@@ -245,13 +247,17 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     symlink, so readers never see a half-extracted folder.
     """
     layout, source = settings.layout, settings.source
-    link = layout.autodeploy / kind
+    link = layout.extra_link(kind)
     releases.check_own_link(link)
-    staging = layout.autodeploy / f".{kind}-download"
-    fetched = fetch.download(url, staging, timeout=source.timeout, retries=source.retries,
-                             backoff=source.backoff, progress=None)
+    staging = layout.extra_staging(kind)
+    name = fetch.filename_of(url)
+    fetched = fetch.download(url, layout.extra_part_file(kind, name), layout.extra_part_record(kind, name),
+                             options=fetch.Options.of(source), progress=None)
+    expected = None
     if source.checksums:  # the pinned sha256 is the release's, not this archive's
-        verify.check(fetched, verify.find_in_manifest(_manifest(source), fetched.filename, redact(source.checksums)))
+        expected = verify.find_in_manifest(_manifest(source), fetched.filename, redact(source.checksums),
+                                           url, source.checksums)
+    verify.check(fetched, expected)
     tree_name = f"{kind}-{fetched.sha256[:12]}"
     tree = layout.autodeploy / tree_name
     incoming = layout.autodeploy / f"{install.INCOMING_PREFIX}{tree_name}"
@@ -267,5 +273,5 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     replace_symlink(link, tree_name)
     if old and old != tree_name:
         shutil.rmtree(layout.autodeploy / old, ignore_errors=True)
-    write_json(extra_record(layout, kind), {**fetched.to_json(), "path": str(tree)})
+    fetched.replace(path=str(tree)).save(layout.extra_record(kind))
     return {"tree": tree_name}

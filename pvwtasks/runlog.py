@@ -8,20 +8,13 @@ with credentials in URLs redacted.
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Up to the last "@" before the host, so a password holding "@" is hidden whole.
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@(?=[^/\s@]*(?:[/\s]|$))")
-
-
-def redact_text(text: str) -> str:
-    """Hide ``user:password@`` in every URL inside ``text``."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+from .net import redact_text  # noqa: F401 - the one definition; re-exported for the reporter and notify
 
 
 @dataclass

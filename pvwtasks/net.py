@@ -1,0 +1,145 @@
+"""The one HTTP session factory, retries with backoff, TLS options and credential redaction.
+
+Every request has a timeout.  5xx answers and connection errors are retried
+with exponential backoff; 4xx answers, certificate errors and refused
+redirects are final.  :func:`redact` and :func:`redact_text` are the one
+place that hides ``user:password@`` in URLs, for logs, messages and mails.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+import requests
+
+from . import __version__
+from .errors import DownloadError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+# Up to the last "@" before the host, so a password holding "@" is hidden whole.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@(?=[^/\s@]*(?:[/\s]|$))")
+
+
+class ServerError(Exception):
+    """A 5xx answer, worth retrying."""
+
+
+class TransferBroken(Exception):
+    """A body cut short or otherwise damaged in transit, worth retrying (resuming)."""
+
+
+def redact_text(text: str) -> str:
+    """Hide ``user:password@`` in every URL inside ``text``."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def redact(url: str) -> str:
+    """Return ``url`` with any user:password removed, safe to log."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class _Session(requests.Session):
+    """A session that refuses an https -> http redirect unless told otherwise."""
+
+    allow_http_redirect = False
+    ca_file: str | None = None
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.ca_file:  # [source] ca_file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+            settings["verify"] = self.ca_file
+        return settings
+
+    def get_redirect_target(self, resp):
+        target = super().get_redirect_target(resp)
+        if target and not self.allow_http_redirect:
+            new = urlsplit(urljoin(resp.url, target)).scheme.lower()
+            if urlsplit(resp.url).scheme.lower() == "https" and new != "https":
+                raise DownloadError(
+                    f"{redact(resp.url)} redirects to {new}:// ({redact(urljoin(resp.url, target))}); refusing to "
+                    f"leave https (set [source] allow_http_redirect = true to allow it)")
+        return target
+
+
+def new_session(ca_file: str | Path | None = None, allow_http_redirect: bool = False) -> requests.Session:
+    """Return a session that asks for the bytes exactly as stored on the server.
+
+    ``ca_file`` (a PEM bundle) replaces the system's CA list; an https ->
+    http redirect raises DownloadError unless ``allow_http_redirect``.
+    """
+    session = _Session()
+    session.allow_http_redirect = allow_http_redirect
+    session.headers["User-Agent"] = f"pvwtasks/{__version__}"
+    # The digest we check must be of the bytes on the server, not a re-encoding.
+    session.headers["Accept-Encoding"] = "identity"
+    if ca_file:
+        session.verify = session.ca_file = str(ca_file)
+    return session
+
+
+def raise_for_status(response: requests.Response) -> None:
+    """Raise ServerError for 5xx (retryable) and DownloadError for 4xx (final)."""
+    if response.status_code >= 500:
+        raise ServerError(f"HTTP {response.status_code} from {redact(response.url)}")
+    if response.status_code >= 400:
+        raise DownloadError(f"HTTP {response.status_code} {response.reason} for {redact(response.url)}")
+
+
+def with_retries(attempt: Callable[[], T], what: str, retries: int, backoff: float) -> T:
+    """Call ``attempt`` until it succeeds, retrying 5xx and connection errors.
+
+    A certificate error is never retried (it will not heal by itself).
+    Raises DownloadError naming ``what`` once ``retries`` extra tries are spent.
+    """
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except requests.exceptions.SSLError as err:
+            raise DownloadError(f"{what} failed: {describe(err)}") from None
+        except (ServerError, TransferBroken, *RETRYABLE) as err:
+            last = err
+            if number == retries:
+                break
+            delay = min(backoff * 2**number, 60.0)
+            log.warning("%s failed (%s); retry %d/%d in %.1f s", what, describe(err), number + 1, retries, delay)
+            time.sleep(delay)
+    raise DownloadError(f"{what} failed after {retries + 1} tries: {describe(last)}")
+
+
+_CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)")
+
+
+def describe(err: BaseException) -> str:
+    """One readable line for a requests/urllib3 error, whole, without credentials."""
+    text = redact_text(str(err))
+    if isinstance(err, requests.exceptions.SSLError):
+        found = _CERT_REASON.search(text)
+        if found:
+            return (f"TLS certificate not trusted: certificate verify failed: {found.group(1).strip()} "
+                    f"(set [source] ca_file to trust a site CA)")
+        return f"TLS error: {' '.join(text.split())}"
+    if isinstance(err, requests.ConnectionError):
+        if "Connection refused" in text:
+            return "connection refused"
+        if "Name or service not known" in text or "Failed to resolve" in text:
+            return "host name not found"
+        if "IncompleteRead" in text or "Connection broken" in text:
+            return "connection broken mid-transfer"
+    if isinstance(err, requests.Timeout):
+        return "timed out"
+    return " ".join(text.split()) if text else type(err).__name__
