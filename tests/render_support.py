@@ -17,6 +17,7 @@ import trustme
 from conftest import end_processes, write_config
 from support.ports import free_port
 from pvwtasks import apache
+from pvwtasks.apache import httpd_conf  # noqa: F401 - tests import it from here
 
 def apache_configtest(conf: Path) -> subprocess.CompletedProcess:
     """``apache2 -f CONF -t``: the real syntax check."""
