@@ -64,7 +64,9 @@ def task_install():
     return {
         "actions": [step("pvwtasks.pipeline:install_release", SETTINGS)],
         "file_dep": [layout.verified_record],
-        "targets": [layout.installed_record],
+        # installed.json (the live release) is written here but is not a declared target:
+        # tasks that read it (render_*, publish_hash, launcher) must never pull in a
+        # download or a switch when run alone; `update` orders install before them.
         "uptodate": [changed(SETTINGS, extra={"keep": SETTINGS.deploy.keep})],
         "task_dep": _LOCKED,
     }

@@ -1,0 +1,44 @@
+"""Single tasks work on the live release as it is: only `update` and `install` download, switch or prune."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import build_release, stop_deployment_processes, write_config
+from pvwtasks import config
+from support.doit import run_doit
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.mark.parametrize("task", ["render_start", "render_launcher", "publish_hash", "render_index", "launcher"])
+def test_a_single_task_never_downloads_switches_or_prunes(tmp_path, http_server, task):
+    first = build_release(http_server.root, "5.13.0")
+    cfg = write_config(tmp_path / "pvw.toml", http_server.url(first.name), tmp_path / "root", keep=1)
+    layout = config.load(cfg).layout
+    try:
+        assert run_doit(cfg, "update").returncode == 0
+        live = layout.live_link.resolve()
+        versions = sorted(p.name for p in layout.versions.iterdir())
+        downloaded = layout.download_record.read_text()
+        # A new release upstream: only `update` (or `install`) may take it.
+        newer = build_release(http_server.root, "5.13.1")
+        cfg.write_text(cfg.read_text().replace(first.name, newer.name))
+
+        result = run_doit(cfg, task)
+
+        assert result.returncode == 0, result.output
+        for step in ("download", "verify", "install"):
+            assert f"-- {step}" not in result.stdout and f".  {step}\n" not in result.stdout, result.stdout
+        assert layout.live_link.resolve() == live
+        assert sorted(p.name for p in layout.versions.iterdir()) == versions  # nothing pruned, nothing added
+        assert layout.download_record.read_text() == downloaded
+        if task == "render_launcher":
+            assert str(live) in json.dumps(json.loads(layout.launch_json.read_text()))
+        # `update` still takes the new release.
+        assert run_doit(cfg, "update").returncode == 0
+        assert "5.13.1" in layout.live_link.resolve().name
+    finally:
+        stop_deployment_processes(layout.root)
