@@ -22,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from conftest import build_release, write_config
-from unattended_support import SlowServer, doit, doit_killed_at, live_name, start_doit
+from support.doit import run_doit as doit
+from support.doit import start_doit
+from unattended_support import SlowServer, doit_killed_at, live_name
 
 KILLS = 20
 DEPLOYMENTS = 5
