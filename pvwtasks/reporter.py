@@ -136,8 +136,19 @@ class RunReport:
                 LastRun(started=record.started, finished=time.time(), result="ok" if record.ok else "failed",
                         failed=record.failed, ran=record.ran, host=record.host).save(
                             self.settings.layout.last_run_record)
+                _render_landing_page(self.settings)
             if record.failed:
                 from . import notify  # only needed when something failed
 
                 notify.run_failed(self.settings, record)
         self.log.write(f"end: {'ok' if record.ok else 'failed'} in {record.duration():.1f} s")
+
+
+def _render_landing_page(settings: Settings) -> None:
+    """Re-render www/index.html from this run's own result, success or failure.  Never raises."""
+    from . import render  # only at the end of an update
+
+    try:
+        render.render_file(settings, "index")
+    except Exception as err:  # noqa: BLE001 - the page must never turn a run's result into another one
+        log.warning("landing page not re-rendered: %s", redact_text(str(err)))

@@ -42,3 +42,23 @@ def test_a_single_task_never_downloads_switches_or_prunes(tmp_path, http_server,
         assert "5.13.1" in layout.live_link.resolve().name
     finally:
         stop_deployment_processes(layout.root)
+
+
+def test_landing_page_shows_each_runs_own_result(tmp_path, http_server):
+    release = build_release(http_server.root, "5.13.0")
+    cfg = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
+    layout = config.load(cfg).layout
+    meta = '<meta name="pvwtasks-last-result" content="{}">'
+    try:
+        assert run_doit(cfg, "update").returncode == 0
+        assert meta.format("ok") in layout.index_page.read_text()
+        cfg.write_text(cfg.read_text().replace(release.name, "gone.tar.gz"))  # upstream now answers 404
+        for _ in range(2):
+            assert run_doit(cfg, "update").returncode == 1
+            page = layout.index_page.read_text()
+            assert meta.format("failed") in page and "download" in page
+        cfg.write_text(cfg.read_text().replace("gone.tar.gz", release.name))
+        assert run_doit(cfg, "update").returncode == 0
+        assert meta.format("ok") in layout.index_page.read_text()
+    finally:
+        stop_deployment_processes(layout.root)
