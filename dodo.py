@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pvwtasks
-from pvwtasks.doit_adapter import (RUN, changed, check, doit_config, dodo_path, load_settings, progress_bar, step,
-                                   task_params)
+from pvwtasks.doit_adapter import (RUN, changed, check, config_error, doit_config, dodo_path, load_settings,
+                                   progress_bar, step, survives_bad_config, task_params)
 
 SETTINGS = load_settings()  # only reads the config; a bad one fails each command with its one line
 
@@ -241,17 +241,19 @@ def task_start_launcher():
             "task_dep": _LOCKED + ["proxy_file"], "meta": _RESTART}
 
 
+@survives_bad_config
 def task_stop_launcher():
     """Stop the launcher and every session process it started, orphans included."""
     return {"actions": [step("pvwtasks.launcher:stop", SETTINGS)], "uptodate": [False], "task_dep": _LOCKED}
 
 
+@survives_bad_config
 @task_params([{"name": "as_json", "long": "json", "type": bool, "default": False,
                "help": "print the status as JSON for monitoring"}])
 def task_status(as_json):
     """Show the live version, launcher health, sessions, last update and disk use (--json)."""
     return {
-        "actions": [step("pvwtasks.status:show", SETTINGS, as_json=as_json)],
+        "actions": [step("pvwtasks.status:show", SETTINGS, as_json=as_json, config_error=config_error())],
         "uptodate": [False],
         "verbosity": 2,
         "meta": _READ_ONLY,

@@ -373,6 +373,32 @@ def parse(raw: dict, path: Path) -> Settings:
     return settings
 
 
+def salvage(path: Path) -> Settings | None:
+    """What can still be read of a config that does not load, for ``stop_launcher`` and ``status``.
+
+    Each section that is valid on its own is kept; a broken one falls back to
+    its defaults (``[deploy]`` to just its ``root``).  None when the file is
+    not TOML or ``[deploy] root`` cannot be read.  Never raises.
+    """
+    try:
+        raw = _read_toml(path)
+    except ConfigError:
+        return None
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        table = raw.get(name, {})
+        table = table if isinstance(table, dict) else {}
+        try:
+            sections[name] = _build(cls, path, name, table)
+        except ConfigError:
+            try:
+                fallback = {"root": table["root"]} if name == "deploy" and "root" in table else {}
+                sections[name] = _build(cls, path, name, fallback)
+            except ConfigError:
+                return None
+    return Settings(path=path, **sections)
+
+
 def load_notify(path: Path) -> Notify | None:
     """Best effort: the ``[notify]`` section of ``path`` alone, or None if it is not usable.
 

@@ -52,9 +52,10 @@ class ConfigFailure:
     error when ``update`` was asked for, then stops with the same line.
     """
 
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: Path, message: str, salvaged: config.Settings | None = None) -> None:
         self.path = path
         self.message = message
+        self.salvaged = salvaged  # what stop_launcher and status can still use (config.salvage)
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name == "create_doit_tasks":  # doit and Python probe objects for these
@@ -68,11 +69,31 @@ def load_settings() -> config.Settings | ConfigFailure:
     A config that cannot be loaded gives a :class:`ConfigFailure` instead of
     raising, so that ``doit update`` can still mail it.
     """
+    global _CONFIG_ERROR
     path = config.config_path(get_var("config"))
     try:
         return config.load(path)
     except PvwError as err:
-        return ConfigFailure(path, redact_text(str(err)))
+        _CONFIG_ERROR = redact_text(str(err))
+        return ConfigFailure(path, _CONFIG_ERROR, config.salvage(path))
+
+
+_CONFIG_ERROR = ""
+
+
+def config_error() -> str:
+    """The config's one-line error when it cannot be loaded, else "" (``status`` reports it)."""
+    return _CONFIG_ERROR
+
+
+def survives_bad_config(creator: Callable) -> Callable:
+    """Mark a task creator that still runs on a config that cannot be loaded (stop_launcher, status).
+
+    It then gets what :func:`config.salvage` could read, and the run warns
+    with the config's error first.
+    """
+    creator.survives_bad_config = True
+    return creator
 
 
 def doit_config(settings: config.Settings | ConfigFailure, default_task: str, tasks: dict) -> dict:
@@ -85,9 +106,9 @@ def doit_config(settings: config.Settings | ConfigFailure, default_task: str, ta
     reporter stops the run (see :func:`_stand_in_for_tasks`).
     """
     if isinstance(settings, ConfigFailure):
-        _stand_in_for_tasks(tasks, default_task, settings)
+        survivors = _stand_in_for_tasks(tasks, default_task, settings)
         dep_file = _MEMORY
-        reporter_cls = _config_failure_reporter(settings, default_task)
+        reporter_cls = _config_failure_reporter(settings, default_task, survivors)
     else:
         dep = settings.layout.dep_file
         dep_file = str(dep) if dep.parent.is_dir() else _MEMORY
@@ -112,15 +133,23 @@ def _stand_in_for_tasks(tasks: dict, default_task: str, failure: ConfigFailure) 
     ``doit info`` do, and stop with the error.  The other tasks become
     stand-ins with the same options (their ``@task_params``, e.g.
     ``doit status --json``), so that selecting them reaches the reporter
-    too, which stops with the same line.
+    too, which stops with the same line.  Creators marked
+    :func:`survives_bad_config` stay when part of the config could be read:
+    the dodo's ``SETTINGS`` becomes that part.  Returns their task names.
     """
+    survivors = set()
+    if failure.salvaged is not None:
+        tasks["SETTINGS"] = failure.salvaged
     for name, creator in list(tasks.items()):
         if not (name.startswith("task_") and callable(creator)):
             continue
         if name == f"task_{default_task}":
             tasks[name] = _failing(failure, creator.__doc__)
+        elif failure.salvaged is not None and getattr(creator, "survives_bad_config", False):
+            survivors.add(name.removeprefix("task_"))
         else:
             tasks[name] = _stand_in(creator)
+    return survivors
 
 
 def _failing(failure: ConfigFailure, doc: str | None) -> Callable[[], dict]:
@@ -372,13 +401,22 @@ def _reporter(settings: config.Settings, default_task: str) -> type:
     return PvwReporter
 
 
-def _config_failure_reporter(failure: ConfigFailure, default_task: str) -> type:
-    """A reporter that stops every run at once with the config error, mailing it for ``update``."""
+def _config_failure_reporter(failure: ConfigFailure, default_task: str, survivors: set[str]) -> type:
+    """A reporter that stops every run at once with the config error, mailing it for ``update``.
 
-    class ConfigFailureReporter(ConsoleReporter):
+    Runs made only of ``survivors`` (stop_launcher, status) go on with what
+    the config still says, after a warning line.
+    """
+    base = _reporter(failure.salvaged, default_task) if failure.salvaged is not None else ConsoleReporter
+
+    class ConfigFailureReporter(base):
         desc = "pvwtasks: the config cannot be loaded"
 
         def initialize(self, tasks, selected_tasks):
+            if survivors and set(selected_tasks) <= survivors:
+                sys.stderr.write(f"WARNING: {failure.message}; {', '.join(selected_tasks)} "
+                                 "uses what the config still says\n")
+                return super().initialize(tasks, selected_tasks)
             if default_task in selected_tasks:
                 _setup_logging()
                 reporter.config_failed(failure.path, failure.message)

@@ -39,6 +39,10 @@ class LauncherError(PvwError):
     """The launcher could not be started, stopped or health-checked."""
 
 
+class DeploymentUnhealthy(PvwError):
+    """``doit status`` found a problem: launcher down, another release served, a failed update, a bad config."""
+
+
 class LockHeld(PvwError):
     """Another pvwtasks run holds the deployment's lock."""
 

@@ -20,7 +20,7 @@ import requests
 
 from . import apps, config, launcher, processes, proxyfile, releases
 from .config import Settings
-from .errors import LauncherError, PvwError
+from .errors import DeploymentUnhealthy, PvwError
 from .layout import HashRecord, LastRun
 
 
@@ -152,11 +152,18 @@ def _serves_other_release(data: dict) -> str | None:
     return None
 
 
-def show(settings: Settings, as_json: bool = False) -> dict:
-    """Print the status (text or JSON); raise LauncherError when the launcher is down or the last update failed."""
+def show(settings: Settings, as_json: bool = False, config_error: str = "") -> dict:
+    """Print the status (text or JSON).
+
+    Raises DeploymentUnhealthy when the config cannot be loaded (``config_error``;
+    the status then shows what the config still says), the launcher is down or
+    serves another release, or the last update failed.
+    """
     data = collect(settings)
+    if config_error:
+        data["config_error"] = config_error
     print(json.dumps(data, indent=2, sort_keys=True) if as_json else render_text(data))
-    problems = []
+    problems = [f"the config cannot be loaded: {config_error}"] if config_error else []
     if not data["launcher"]["running"]:
         problems.append(f"the launcher is not running (port {settings.launcher.port})")
     elif not data["launcher"]["answering"]:
@@ -167,7 +174,7 @@ def show(settings: Settings, as_json: bool = False) -> dict:
     if data["last_update"] and data["last_update"]["result"] != "ok":
         problems.append(f"the last update failed at {data['last_update']['finished']}")
     if problems:
-        raise LauncherError("; ".join(problems))
+        raise DeploymentUnhealthy("; ".join(problems))
     return {"status": "ok"}
 
 

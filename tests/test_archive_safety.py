@@ -296,7 +296,7 @@ def test_legit_archive_past_the_bound_installs_after_verification(deployment):
     lead = zeros.tobuf(tarfile.GNU_FORMAT) + bytes(zeros.size)  # a header and its data, no end-of-archive
     release.write_bytes(gzip.compress(lead + raw, 6))
 
-    result = run_doit(deployment["config"], "publish_hash")
+    result = run_doit(deployment["config"], "install", "publish_hash")
     assert result.returncode == 0, result.output
     assert "unpacking while downloading stopped" in result.stderr and "before verification" in result.stderr
     assert "using the tree unpacked while downloading" not in result.stderr

@@ -136,7 +136,7 @@ def test_config_chosen_by_environment_variable(tmp_path):
 
     from support.doit import DODO
 
-    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "publish_hash"],
+    proc = subprocess.run([sys.executable, "-m", "doit", "-f", str(DODO), "install", "publish_hash"],
                           env={**os.environ, "PVW_CONFIG": str(chosen)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "chosen-root" / "www" / "hash.json").is_file()
@@ -147,14 +147,14 @@ def test_two_deployments_from_one_checkout_keep_separate_task_state(tmp_path):
     release = build_release(tmp_path / "rel")
     first = write_config(tmp_path / "a.toml", str(release), tmp_path / "a")
     second = write_config(tmp_path / "b.toml", str(release), tmp_path / "b")
-    assert run_doit(first, "publish_hash").returncode == 0
+    assert run_doit(first, "install", "publish_hash").returncode == 0
     # The second deployment's tasks are not up to date just because the first ran.
-    result = run_doit(second, "publish_hash")
+    result = run_doit(second, "install", "publish_hash")
     assert result.returncode == 0
     assert ".  install\n" in result.stdout
     assert (tmp_path / "a" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
     assert (tmp_path / "b" / ".pvwtasks" / "doit-deps.sqlite3").is_file()
-    assert run_doit(first, "publish_hash").stdout.count("-- install") == 1
+    assert run_doit(first, "install", "publish_hash").stdout.count("-- install") == 1
 
 
 def test_a_config_error_never_shows_a_password(tmp_path):

@@ -233,7 +233,7 @@ def test_xz_and_concatenated_gzip_members(tmp_path):
 def test_install_uses_the_tree_unpacked_while_downloading(deployment):
     from support.doit import run_doit
 
-    result = run_doit(deployment["config"], "publish_hash")
+    result = run_doit(deployment["config"], "install", "publish_hash")
     assert result.returncode == 0, result.output
     assert "using the tree unpacked while downloading" in result.stderr
     versions = deployment["root"] / "autodeploy" / "versions"
@@ -249,7 +249,7 @@ def test_checksum_mismatch_leaves_no_unpacked_tree(deployment):
 
     config = deployment["config"]
     config.write_text(config.read_text().replace("[source]\n", f'[source]\nsha256 = "{"0" * 64}"\n'))
-    result = run_doit(config, "publish_hash")
+    result = run_doit(config, "install", "publish_hash")
     assert result.returncode != 0 and "mismatch" in result.stderr
     versions = deployment["root"] / "autodeploy" / "versions"
     assert not versions.exists() or not list(versions.iterdir())

@@ -27,7 +27,7 @@ from pvwtasks.errors import DownloadError
 from pvwtasks.layout import PartRecord
 from support.hostile_http import Conn, HostileServer, Request, gzip_bytes, strong_etag
 
-INSTALL = "publish_hash"  # lock, download, verify, install, publish_hash
+INSTALL = ("install", "publish_hash")  # runs lock, download, verify, install, publish_hash
 
 
 def _sha(data: bytes) -> str:
@@ -80,7 +80,7 @@ def _deployed(tmp_path: Path, server: HostileServer, source_extra: str = "", pin
     old = build_release(server.root, "5.13.0")
     root = tmp_path / "root"
     config = write_config(tmp_path / "pvw.toml", config_url or server.url(old.name), root, source_extra=source_extra)
-    first = run_doit(config, INSTALL)
+    first = run_doit(config, *INSTALL)
     assert first.returncode == 0, first.output
     case = Case(server, config, root, old.name, "", _sha(old.read_bytes()), b"")
     case.old_live = case.live()
@@ -115,7 +115,7 @@ def _assert_safe(case: Case, result, *, failed: bool, message: str = "") -> None
 def _assert_recovers(case: Case, *args: str) -> None:
     """The third check: with the server behaving again, the next run installs the new build."""
     case.server.handler = None
-    result = run_doit(case.config, INSTALL, *args)
+    result = run_doit(case.config, *INSTALL, *args)
     assert result.returncode == 0, result.output
     assert case.installed_sha() == _sha(case.new) == case.published_sha()
     assert case.live().endswith(_sha(case.new)[:12])
@@ -156,7 +156,7 @@ def test_complete_part_left_by_a_kill_is_verified_not_wedged(tmp_path, hostile, 
         hostile.correct(request, conn)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     assert case.installed_sha() == _sha(case.new)
@@ -187,7 +187,7 @@ def test_part_that_cannot_belong_to_the_file_is_discarded_and_downloaded_again(t
             hostile.correct(request, conn)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     assert case.installed_sha() == _sha(case.new)
@@ -208,7 +208,7 @@ def test_content_encoding_label_on_a_tarball_keeps_the_bytes_as_sent(tmp_path, h
                   case.new, request.method)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     assert case.installed_sha() == _sha(case.new)  # not un-gzipped into a .tar
@@ -225,7 +225,7 @@ def test_body_compressed_on_the_fly_fails_once_clearly(tmp_path, hostile):
                   body, request.method)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=True, message="sha256 mismatch")
     assert len([r for r in hostile.gets(case.name)]) == 1  # one clear failure, no retry loop
@@ -247,7 +247,7 @@ def test_short_chunked_body_is_never_verified(tmp_path, hostile):
         conn.chunked(case.new[: len(case.new) // 2])  # a well-formed chunked body, half the file
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=True, message=f"of {len(case.new)} bytes")
     verified = json.loads((case.downloads / "verified.json").read_text())
@@ -266,7 +266,7 @@ def test_corrupt_archive_found_at_install_is_downloaded_again(tmp_path, hostile)
         hostile.correct(request, conn, etag=etag, data=spliced)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=True, message="ERROR: install:")
     assert not (case.downloads / "verified.json").exists()  # dropped: the next run downloads again
@@ -303,7 +303,7 @@ def test_invalid_206_is_not_appended_to_the_part(tmp_path, hostile, lie):
             conn.send("206 Partial Content", headers, case.new[have:])
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     assert case.installed_sha() == _sha(case.new)  # restarted from byte 0, never spliced
@@ -329,7 +329,7 @@ def test_trickling_body_fails_on_min_speed_and_releases_the_lock(tmp_path, hosti
 
     hostile.handler = handler
     started = time.monotonic()
-    result = run_doit(case.config, INSTALL, timeout=60)
+    result = run_doit(case.config, *INSTALL, timeout=60)
     took = time.monotonic() - started
 
     _assert_safe(case, result, failed=True, message="too slow")
@@ -351,7 +351,7 @@ def test_transfer_deadline_bounds_a_whole_transfer(tmp_path, hostile):
 
     hostile.handler = handler
     started = time.monotonic()
-    result = run_doit(case.config, INSTALL, timeout=60)
+    result = run_doit(case.config, *INSTALL, timeout=60)
 
     _assert_safe(case, result, failed=True, message="took longer than 2 s")
     assert time.monotonic() - started < 20
@@ -372,7 +372,7 @@ def test_endless_body_without_length_stops_at_max_size(tmp_path, hostile):
                 pass
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL, timeout=60)
+    result = run_doit(case.config, *INSTALL, timeout=60)
 
     _assert_safe(case, result, failed=True, message="larger than [source] max_size_mib = 2")
     assert not case.part.exists()
@@ -388,7 +388,7 @@ def test_endless_listing_is_capped(tmp_path, hostile):
     root = tmp_path / "root"
     config = write_config(tmp_path / "pvw.toml", "unused", root, source_extra=extra)
     config.write_text(config.read_text().replace('url = "unused"\n', ""))
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     case = Case(hostile, config, root, f"files/{old.name}", "", _sha(old.read_bytes()), b"")
     case.old_live = case.live()
     new = build_release(hostile.root / "files", "5.13.1")
@@ -407,11 +407,11 @@ def test_endless_listing_is_capped(tmp_path, hostile):
 
     hostile.handler = handler
     (hostile.root / "files" / "listing.txt").write_text(f"{old.name}\n{new.name}\n")
-    result = run_doit(config, INSTALL, timeout=60)
+    result = run_doit(config, *INSTALL, timeout=60)
 
     _assert_safe(case, result, failed=True, message="is larger than 1 MiB")
     hostile.handler = None
-    again = run_doit(config, INSTALL)
+    again = run_doit(config, *INSTALL)
     assert again.returncode == 0, again.output
     assert case.installed_sha() == _sha(case.new) == case.published_sha()
 
@@ -441,7 +441,7 @@ def test_listing_entries_off_host_outside_the_folder_or_local_are_never_used(tmp
     ])
     root = tmp_path / "root"
 
-    first = run_doit(config, INSTALL)
+    first = run_doit(config, *INSTALL)
 
     assert first.returncode == 0, first.output
     installed = json.loads((root / "autodeploy" / "installed.json").read_text())
@@ -453,13 +453,13 @@ def test_listing_entries_off_host_outside_the_folder_or_local_are_never_used(tmp
     live = os.readlink(root / "autodeploy" / "paraview")
     newer = build_release(tmp_path / "elsewhere", "9.9.10")
     listing.write_text(f"{newer.as_uri()}\n../{above.name}\n")
-    refused = run_doit(config, INSTALL)
+    refused = run_doit(config, *INSTALL)
     assert refused.returncode != 0 and "no usable file" in refused.stderr, refused.output
     assert os.readlink(root / "autodeploy" / "paraview") == live
     assert json.loads((root / "www" / "hash.json").read_text())["sha256"] == installed["sha256"]
     new = build_release(hostile.root / "files" / "v5.13", "5.13.1")
     listing.write_text(f"v5.13/{good.name}\nv5.13/{new.name}\n")
-    fixed = run_doit(config, INSTALL)
+    fixed = run_doit(config, *INSTALL)
     assert fixed.returncode == 0, fixed.output
     assert json.loads((root / "www" / "hash.json").read_text())["sha256"] == _sha(new.read_bytes())
 
@@ -509,12 +509,12 @@ def test_weak_etag_on_get_and_strong_on_head_counts_as_unchanged(tmp_path, hosti
     hostile.handler = handler
     config = write_config(tmp_path / "pvw.toml", hostile.url(release.name), tmp_path / "root")
     case = Case(hostile, config, tmp_path / "root", release.name, "", _sha(release.read_bytes()), b"")
-    first = run_doit(config, INSTALL)
+    first = run_doit(config, *INSTALL)
     assert first.returncode == 0, first.output
     case.old_live = case.live()
     gets = len(hostile.gets(release.name))
 
-    second = run_doit(config, INSTALL)
+    second = run_doit(config, *INSTALL)
 
     assert "-- download" in second.stdout, second.output  # up to date: no new download
     assert len(hostile.gets(release.name)) == gets
@@ -532,7 +532,7 @@ def test_weak_etag_is_never_sent_in_if_range(tmp_path, hostile):
     _save_part(case, case.new[:have], etag="W/" + etag, last_modified=modified, size=len(case.new))
     hostile.handler = lambda request, conn: hostile.correct(request, conn, etag="W/" + etag)
 
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     (ranged,) = _ranged_gets(hostile, case.name)
@@ -567,7 +567,7 @@ def test_manifest_with_bom_and_a_same_name_entry_elsewhere_verifies_the_right_fi
     case.config.write_text(text)
     manifest.write_text(f"{wrong}  {case.name}\n{right}  {case.name}\n")  # conflicting: an error
 
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=True, message="listed twice with different md5 digests")
     manifest.write_bytes(f"\ufeff{wrong}  v5.12/{case.name}\n{right}  {case.name}\n".encode())
@@ -599,7 +599,7 @@ def test_untrusted_certificate_fails_at_once_with_the_whole_cause_then_ca_file_w
         ca.cert_pem.write_to_path(str(ca_file))
         config = write_config(tmp_path / "pvw.toml", server.url(old.name), tmp_path / "root",
                               source_extra=f'ca_file = "{ca_file}"')
-        assert run_doit(config, INSTALL).returncode == 0
+        assert run_doit(config, *INSTALL).returncode == 0
         case = Case(server, config, tmp_path / "root", old.name, "", _sha(old.read_bytes()), b"")
         case.old_live = case.live()
         case.new = build_release(served, "5.13.1", name=old.name).read_bytes()
@@ -609,7 +609,7 @@ def test_untrusted_certificate_fails_at_once_with_the_whole_cause_then_ca_file_w
         connections = server.connections
         started = time.monotonic()
 
-        result = run_doit(config, INSTALL)
+        result = run_doit(config, *INSTALL)
 
         _assert_safe(case, result, failed=True, message="certificate verify failed: unable to get local issuer")
         assert "[source] ca_file" in result.stderr
@@ -637,7 +637,7 @@ def test_https_to_http_redirect_is_refused_unless_allowed(tmp_path, ca, hostile)
         # First deploy straight from the plain server, then point the config at the https URL.
         config = write_config(tmp_path / "pvw.toml", hostile.url(old.name), tmp_path / "root",
                               source_extra=f'ca_file = "{ca_file}"')
-        assert run_doit(config, INSTALL).returncode == 0
+        assert run_doit(config, *INSTALL).returncode == 0
         case = Case(hostile, config, tmp_path / "root", old.name, "", _sha(old.read_bytes()), b"")
         case.old_live = case.live()
         case.new = build_release(hostile.root, "5.13.1", name=old.name).read_bytes()
@@ -645,7 +645,7 @@ def test_https_to_http_redirect_is_refused_unless_allowed(tmp_path, ca, hostile)
         config.write_text(config.read_text().replace(hostile.url(old.name), secure.url(old.name)))
         plain_gets = len(hostile.gets(old.name))
 
-        result = run_doit(config, INSTALL)
+        result = run_doit(config, *INSTALL)
 
         _assert_safe(case, result, failed=True, message="refusing to leave https")
         assert len(hostile.gets(old.name)) == plain_gets  # the http URL was never fetched
@@ -668,11 +668,11 @@ def test_head_403_falls_back_to_get_like_presigned_urls_need(tmp_path, hostile):
             hostile.correct(request, conn)
 
     hostile.handler = handler
-    result = run_doit(case.config, INSTALL)
+    result = run_doit(case.config, *INSTALL)
 
     _assert_safe(case, result, failed=False)
     assert case.installed_sha() == _sha(case.new)
-    again = run_doit(case.config, INSTALL)
+    again = run_doit(case.config, *INSTALL)
     assert again.returncode == 0 and "-- download" in again.stdout, again.output  # unchanged, via GET's headers
     _assert_recovers(case)
 

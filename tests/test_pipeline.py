@@ -14,7 +14,7 @@ from support.doit import run_doit
 from pvwtasks import demo
 from support.tarbuild import build_tar
 
-INSTALL = "publish_hash"  # runs lock, download, verify, install, publish_hash
+INSTALL = ("install", "publish_hash")  # runs lock, download, verify, install, publish_hash
 
 
 def live_target(root: Path) -> str:
@@ -36,7 +36,7 @@ def skipped(result, task: str) -> bool:
 
 def test_first_install_deploys_release_and_publishes_hash(deployment):
     root, release = deployment["root"], deployment["release"]
-    result = run_doit(deployment["config"], INSTALL)
+    result = run_doit(deployment["config"], *INSTALL)
     assert result.returncode == 0, result.output
 
     sha = hashlib.sha256(release.read_bytes()).hexdigest()
@@ -62,11 +62,11 @@ def test_first_install_deploys_release_and_publishes_hash(deployment):
 
 def test_rerun_with_nothing_new_downloads_and_extracts_nothing(deployment):
     server, root = deployment["server"], deployment["root"]
-    assert run_doit(deployment["config"], INSTALL).returncode == 0
+    assert run_doit(deployment["config"], *INSTALL).returncode == 0
     gets_before = len(server.gets(deployment["release"].name))
     tree_mtime = (root / "autodeploy" / "versions").stat().st_mtime_ns
 
-    again = run_doit(deployment["config"], INSTALL)
+    again = run_doit(deployment["config"], *INSTALL)
     assert again.returncode == 0, again.output
     for task in ("download", "verify", "install", "publish_hash"):
         assert skipped(again, task), again.stdout
@@ -77,11 +77,11 @@ def test_rerun_with_nothing_new_downloads_and_extracts_nothing(deployment):
 def test_new_upstream_build_is_installed_switched_and_old_ones_pruned(deployment, tmp_path):
     server, root, config = deployment["server"], deployment["root"], deployment["config"]
     name = deployment["release"].name
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     first = live_target(root)
     for version in ("5.13.1", "5.13.2"):
         os.utime(build_release(server.root, version, name=name), (1e9, 1e9 + len(version)))
-        result = run_doit(config, INSTALL)
+        result = run_doit(config, *INSTALL)
         assert result.returncode == 0, result.output
         assert ran(result, "install")
     live = live_target(root)
@@ -96,7 +96,7 @@ def test_new_upstream_build_is_installed_switched_and_old_ones_pruned(deployment
 def test_server_errors_are_retried_until_success(deployment):
     server, name = deployment["server"], deployment["release"].name
     server.faults.errors[f"/{name}"] = [503, 502]
-    result = run_doit(deployment["config"], INSTALL)
+    result = run_doit(deployment["config"], *INSTALL)
     assert result.returncode == 0, result.output
     assert (deployment["root"] / "www" / "hash.json").is_file()
     assert "retry" in result.stderr
@@ -117,7 +117,7 @@ def test_truncated_transfer_is_resumed_with_a_range_request(tmp_path, http_serve
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
     http_server.faults.truncate[f"/{release.name}"] = cut
 
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     gets = http_server.gets(release.name)
     assert len(gets) == 2
@@ -132,14 +132,14 @@ def test_partial_file_from_an_earlier_run_is_resumed(tmp_path, http_server):
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
     config.write_text(config.read_text().replace("retries = 3", "retries = 0"))
     http_server.faults.truncate[f"/{release.name}"] = cut
-    failed = run_doit(config, INSTALL)
+    failed = run_doit(config, *INSTALL)
     assert failed.returncode != 0
     assert "still serving" in failed.stderr
     part = tmp_path / "root" / "autodeploy" / "downloads" / f"{release.name}.part"
     kept = part.stat().st_size
     assert 0 < kept <= cut
 
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert _range_start(http_server.gets(release.name)[-1]) == kept
     hash_json = json.loads((tmp_path / "root" / "www" / "hash.json").read_text())
@@ -149,7 +149,7 @@ def test_partial_file_from_an_earlier_run_is_resumed(tmp_path, http_server):
 def test_checksum_mismatch_keeps_previous_version_live(deployment, tmp_path):
     server, root, config = deployment["server"], deployment["root"], deployment["config"]
     name = deployment["release"].name
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     live_before = live_target(root)
     hash_before = (root / "www" / "hash.json").read_text()
 
@@ -158,7 +158,7 @@ def test_checksum_mismatch_keeps_previous_version_live(deployment, tmp_path):
     wrong = "0" * 64
     text = config.read_text().replace("[source]\n", f'[source]\nsha256 = "{wrong}"\n')
     config.write_text(text)
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
 
     assert result.returncode != 0
     assert wrong in result.stderr and actual in result.stderr
@@ -174,25 +174,25 @@ def test_checksum_manifest_is_checked_by_digest_length(tmp_path, http_server, al
     (http_server.root / "md5sum.txt").write_text(f"{'f' * len(digest)}  v5.12/other.tar.gz\n{digest}  v5.13/{release.name}\n")
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root",
                           source_extra=f'checksums = "{http_server.url("md5sum.txt")}"')
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert f"{algorithm} matches" in result.stderr
 
     (http_server.root / "md5sum.txt").write_text(f"{'a' * len(digest)}  v5.13/{release.name}\n")
     build_release(http_server.root, "5.13.9", name=release.name)
-    bad = run_doit(config, INSTALL)
+    bad = run_doit(config, *INSTALL)
     assert bad.returncode != 0
     assert f"{algorithm} mismatch" in bad.stderr
 
 
 def test_unreachable_server_keeps_serving_and_fails(deployment):
     config, root = deployment["config"], deployment["root"]
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     live = live_target(root)
     deployment["server"].httpd.shutdown()
     deployment["server"].httpd.server_close()
 
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode != 0
     assert "still serving" in result.stderr and live.split("/")[-1] in result.stderr
     assert live_target(root) == live
@@ -220,7 +220,7 @@ def test_listing_picks_newest_matching_version_numerically(tmp_path, http_server
         "pattern = 'ParaView-(?P<version>[0-9.]+)-MPI-Linux-Python3\\.[0-9]+-x86_64\\.tar\\.gz$'"))
     config.write_text(text)
 
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert json.loads((tmp_path / "root" / "www" / "hash.json").read_text())["version"] == "5.10.1"
 
@@ -228,7 +228,7 @@ def test_listing_picks_newest_matching_version_numerically(tmp_path, http_server
 def test_xz_release_installs(tmp_path, http_server):
     release = build_release(http_server.root, name=f"ParaView-5.13.0-MPI-Linux-Python{demo.PYTHON_TAG}-x86_64.tar.xz")
     config = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert (tmp_path / "root" / "autodeploy" / "paraview" / "bin" / "pvpython").exists()
 
@@ -237,10 +237,10 @@ def test_plain_path_source_relative_to_config_folder(tmp_path):
     (tmp_path / "releases").mkdir()
     release = build_release(tmp_path / "releases")
     config = write_config(tmp_path / "pvw.toml", f"releases/{release.name}", Path("deploy"))
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert (tmp_path / "deploy" / "www" / "hash.json").is_file()
-    again = run_doit(config, INSTALL)
+    again = run_doit(config, *INSTALL)
     assert skipped(again, "download"), again.stdout
 
 
@@ -270,13 +270,13 @@ def _hostile(path: Path, kind: str) -> Path:
 def test_hostile_tarball_is_rejected_and_tree_unchanged(deployment, kind, reason):
     server, root, config = deployment["server"], deployment["root"], deployment["config"]
     name = deployment["release"].name
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     before = sorted(str(p.relative_to(root)) for p in root.rglob("*") if ".pvwtasks" not in p.parts
                     and "downloads" not in p.parts)
     live = live_target(root)
 
     _hostile(server.root / name, kind)
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
 
     assert result.returncode != 0
     assert "ERROR: install:" in result.stderr and reason in result.stderr
@@ -321,7 +321,7 @@ def test_docs_and_data_archives_are_extracted_beside_the_release(tmp_path, http_
 def test_rerun_after_losing_doit_state_post_publish_succeeds(deployment):
     """kill -9 after verify published the archive, before doit saved its state: every step reruns."""
     root, config = deployment["root"], deployment["config"]
-    assert run_doit(config, INSTALL).returncode == 0
+    assert run_doit(config, *INSTALL).returncode == 0
     record_path = root / "autodeploy" / "downloads" / "download.json"
     record = json.loads(record_path.read_text())
     record["path"] = str(root / "autodeploy" / "downloads" / f"{record['filename']}.part")
@@ -331,7 +331,7 @@ def test_rerun_after_losing_doit_state_post_publish_succeeds(deployment):
     stale_link = root / "autodeploy" / ".paraview.99999.link"  # a switch killed before its os.replace
     stale_link.symlink_to("versions/nowhere")
 
-    result = run_doit(config, INSTALL)
+    result = run_doit(config, *INSTALL)
     assert result.returncode == 0, result.output
     assert ran(result, "verify") and ran(result, "install")
     assert not stale_link.is_symlink()

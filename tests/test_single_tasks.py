@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import psutil
 import pytest
 
 from conftest import build_release, stop_deployment_processes, write_config
@@ -60,5 +61,30 @@ def test_landing_page_shows_each_runs_own_result(tmp_path, http_server):
         cfg.write_text(cfg.read_text().replace("gone.tar.gz", release.name))
         assert run_doit(cfg, "update").returncode == 0
         assert meta.format("ok") in layout.index_page.read_text()
+    finally:
+        stop_deployment_processes(layout.root)
+
+
+def test_a_config_error_still_lets_status_and_stop_launcher_run(tmp_path, http_server):
+    release = build_release(http_server.root, "5.13.0")
+    cfg = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
+    layout = config.load(cfg).layout
+    try:
+        assert run_doit(cfg, "update").returncode == 0
+        pid = int(layout.pid_file.read_text())
+        cfg.write_text(cfg.read_text().replace("stop_grace = 5", "stop_grace = -5"))  # a range error
+
+        status = run_doit(cfg, "status", "--json")
+        assert status.returncode != 0
+        data = json.loads(status.stdout)
+        assert "[launcher] stop_grace" in data["config_error"] and data["launcher"]["running"] is True
+        assert "WARNING:" in status.stderr and "[launcher] stop_grace" in status.stderr
+
+        stopped = run_doit(cfg, "stop_launcher")
+        assert stopped.returncode == 0, stopped.output
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+        update = run_doit(cfg, "update")  # everything else still stops with the one line
+        assert update.returncode == 3 and "[launcher] stop_grace" in update.stderr
     finally:
         stop_deployment_processes(layout.root)
