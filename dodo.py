@@ -37,6 +37,8 @@ def task_download():
     """Download the ParaView tarball when upstream changed (resumes a partial .part)."""
     return {
         "actions": [step("pvwtasks.pipeline:download_release", SETTINGS, progress=progress_bar())],
+        # `doit clean` removes only leftovers of interrupted runs, never what serves (README).
+        "clean": [step("pvwtasks.pipeline:clean_leftovers", SETTINGS)],
         "targets": [SETTINGS.layout.download_record],
         "uptodate": [changed(SETTINGS, "source"),
                      check("pvwtasks.pipeline:upstream_unchanged", SETTINGS,
@@ -121,7 +123,6 @@ def _render_task(name, template, output, sections=(), extra=None, file_dep=(), u
         "targets": [output],
         "uptodate": [changed(SETTINGS, *sections, extra=extra), *uptodate],
         "task_dep": _LOCKED,
-        "clean": True,
         "meta": {"mail": "rendered", "label": name},
     }
 

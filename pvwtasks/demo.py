@@ -408,11 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default=None, help="ParaView version (default: the family's, 5.13.0 for legacy)")
     parser.add_argument("--variant", choices=["egl", "osmesa"], default="", help="headless variant in the name (5.x)")
     parser.add_argument("--python-tag", default=None, help="Python minor of the release (default: ParaView's)")
-    parser.add_argument("--broken", choices=["", "hang", "crash"], default="")
+    parser.add_argument("--broken", choices=["", "hang", "crash"], default="",
+                        help="an app that never prints its ready line (hang) or exits at once (crash), "
+                             "to see the rollback")
     parser.add_argument("--python", default=sys.executable, help="Python the stand-in pvpython runs")
-    parser.add_argument("--filler-files", type=int, default=0)
-    parser.add_argument("--filler-bytes", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--filler-files", type=int, default=0,
+                        help="extra files that make the tarball ParaView-sized (benchmarks)")
+    parser.add_argument("--filler-bytes", type=int, default=0, help="total bytes of those files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the filler content (same seed, same bytes)")
     args = parser.parse_args(argv)
     try:
         family = args.family or (family_of(args.version) if args.version else "legacy")

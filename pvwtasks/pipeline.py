@@ -182,6 +182,23 @@ def install_release(settings: Settings) -> dict:
     return {"switched": moved, "live": release.name, "pruned": pruned}
 
 
+def clean_leftovers(settings: Settings) -> dict:
+    """``doit clean``: delete partial downloads and unfinished extractions, nothing that serves.
+
+    The live release, the rendered configs and the records stay: cleaning a
+    running deployment must never break it.
+    """
+    layout = settings.layout
+    removed = []
+    if layout.downloads.is_dir():
+        for leftover in sorted(layout.downloads.glob("*.part")) + sorted(layout.downloads.glob("*.part.json")):
+            remove_quietly(leftover)
+            removed.append(leftover.name)
+    install.discard_incomplete(layout)
+    log.info("removed %s", ", ".join(removed) if removed else "no partial downloads")
+    return {"removed": removed}
+
+
 def publish_hash(settings: Settings) -> dict:
     """Write ``www/hash.json`` for the live release; keep the old one as ``hash.json.previous``.
 

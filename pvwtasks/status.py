@@ -62,7 +62,7 @@ def collect(settings: Settings) -> dict:
         "uptime_seconds": round(time.time() - proc.create_time(), 1) if proc else None,
         "release": started.release if running and started else None,
         "answering": _answering(settings) if running else False,
-        "last_health_check": started.health if started else None,
+        "last_health_check": _iso_times(started.health) if started and started.health else None,
         "as_deployed": launcher.running_as_deployed(settings) if running else False,
     }
     listed = proxyfile.sessions(settings)
@@ -92,6 +92,11 @@ def collect(settings: Settings) -> dict:
     }
 
 
+def _iso_times(health: dict) -> dict:
+    """The health record with its epoch ``at`` as ISO 8601 UTC, like every time in the status."""
+    return {**health, "at": _iso(health["at"])} if isinstance(health.get("at"), (int, float)) else health
+
+
 def _mib(size: int) -> str:
     return f"{size / (1 << 20):.1f} MiB"
 
@@ -110,7 +115,7 @@ def render_text(data: dict) -> str:
     lines.append(f"previous     {prev['version']}  ({prev['name']})" if prev else "previous     none")
     if lnch["running"]:
         health = lnch["last_health_check"] or {}
-        checked = f"last check {'ok' if health.get('ok') else 'FAILED'} at {_iso(health.get('at'))}" if health \
+        checked = f"last check {'ok' if health.get('ok') else 'FAILED'} at {health.get('at')}" if health \
             else "never checked"
         uptime = int(lnch["uptime_seconds"] or 0)
         lines.append(f"launcher     running, PID {lnch['pid']}, port {lnch['port']}, up {uptime // 3600}h"

@@ -88,3 +88,26 @@ def test_a_config_error_still_lets_status_and_stop_launcher_run(tmp_path, http_s
         assert update.returncode == 3 and "[launcher] stop_grace" in update.stderr
     finally:
         stop_deployment_processes(layout.root)
+
+
+def test_doit_clean_keeps_what_serves_and_drops_leftovers(tmp_path, http_server):
+    release = build_release(http_server.root, "5.13.0")
+    cfg = write_config(tmp_path / "pvw.toml", http_server.url(release.name), tmp_path / "root")
+    layout = config.load(cfg).layout
+    try:
+        assert run_doit(cfg, "update").returncode == 0
+        serving = [layout.launch_json, layout.start_script, layout.index_page, layout.vhost_file, layout.hash_file]
+        before = {path: path.read_bytes() for path in serving}
+        leftover = layout.part_file("next.tar.gz")
+        leftover.write_bytes(b"half")
+        stale = layout.incoming_dir("abc-1")
+        stale.mkdir(parents=True)
+
+        result = run_doit(cfg, "clean")
+
+        assert result.returncode == 0, result.output
+        assert {path: path.read_bytes() for path in serving} == before
+        assert not leftover.exists() and not stale.exists()
+        assert layout.live_link.resolve().is_dir()
+    finally:
+        stop_deployment_processes(layout.root)
