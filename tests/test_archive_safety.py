@@ -278,8 +278,12 @@ def test_gzip_bomb_downloaded_over_http_writes_a_bounded_amount(tmp_path, http_s
         seen.append(done)
 
     with _Sampler(unpack_into) as sampler:
-        fetched = fetch.download(http_server.url("bomb.tar.gz"), tmp_path / "downloads", timeout=10, retries=0,
-                                 backoff=0, progress=progress, unpack_into=unpack_into)
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        fetched = fetch.download(http_server.url("bomb.tar.gz"), downloads / "bomb.tar.gz.part",
+                                 downloads / "bomb.tar.gz.part.json", options=fetch.Options(timeout=10, retries=0,
+                                                                                           backoff=0),
+                                 progress=progress, unpack_into=unpack_into)
     assert fetched.size == bomb.stat().st_size and seen[-1] == fetched.size
     assert Path(fetched.path).read_bytes() == bomb.read_bytes()
     assert 1 << 20 < sampler.peak <= archive.STREAM_RATIO * fetched.size + archive.STREAM_SLACK, sampler.peak
