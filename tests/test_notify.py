@@ -316,8 +316,6 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
     (("run", "-v", "2", "update"), True),
     (("info", "update"), False),
     (("notify_test",), False),
-    (("status", "--json"), False),
-    (("stop_launcher",), False),
 ])
 def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed):
     mail = smtp()
@@ -331,6 +329,22 @@ def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed)
     assert run.output.strip().splitlines() == [f"ERROR: {config}: [deploy] kepe: unknown key (did you mean 'keep'?)"]
     assert len(mail.wait_for(1, timeout=5 if mailed else 1)) == (1 if mailed else 0)
     assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("args, code", [(("status", "--json"), 1), (("stop_launcher",), 0)])
+def test_status_and_stop_launcher_run_on_a_bad_config_without_mailing(tmp_path, smtp, args, code):
+    """They still run with what the config says (issue 13), warn with the error, and mail nothing."""
+    mail = smtp()
+    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                          extra=notify_toml(mail.port))
+    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+
+    run = run_doit(config, *args)
+
+    assert run.returncode == code, run.output
+    warning = f"WARNING: {config}: [deploy] kepe: unknown key (did you mean 'keep'?)"
+    assert run.stderr.splitlines()[0].startswith(warning)
+    assert mail.wait_for(1, timeout=1) == []
 
 
 def test_notify_test_silent_server_times_out_with_one_line(tmp_path):
