@@ -18,21 +18,21 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urljoin, urlsplit
-
-import requests
-import urllib3
 
 from . import archive as extract
 from .config import Source
 from .errors import DownloadError
 from .fsutil import remove_quietly
 from .layout import DownloadRecord, PartRecord
-from .net import TransferBroken, describe, new_session, raise_for_status, redact, with_retries
+from .net import TransferBroken, describe, new_session, quick_head, raise_for_status, redact, with_retries
+
+if TYPE_CHECKING:  # requests and urllib3 are imported where a transfer needs them
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def read_text(url: str, options: Options, session: requests.Session | None = Non
             raise DownloadError(too_big)
         return data.decode("utf-8-sig", errors="replace")
     session = session or options.session()
+    import urllib3
 
     def attempt() -> str:
         with session.get(url, timeout=options.timeout, stream=True) as response:
@@ -287,6 +288,8 @@ def remote_info(url: str, options: Options, session: requests.Session | None = N
         except OSError as err:
             raise DownloadError(f"cannot read {url}: {err.strerror}") from None
         return RemoteInfo(url, stat.st_size, None, formatdate(stat.st_mtime, usegmt=True))
+    import requests
+
     session = session or options.session()
 
     def attempt() -> requests.Response:
@@ -303,13 +306,33 @@ def remote_info(url: str, options: Options, session: requests.Session | None = N
         raise DownloadError(f"cannot reach {redact(url)}: {describe(err)}") from None
     except DownloadError as err:
         raise DownloadError(f"cannot reach {redact(url)}: {err}") from None
-    length = response.headers.get("Content-Length")
-    return RemoteInfo(
-        url,
-        int(length) if length and length.isdigit() else None,
-        response.headers.get("ETag"),
-        response.headers.get("Last-Modified"),
-    )
+    return _remote_info_of(url, response.headers)
+
+
+def _remote_info_of(url: str, headers) -> RemoteInfo:
+    length = headers.get("Content-Length")
+    return RemoteInfo(url, int(length) if length and length.isdigit() else None, headers.get("ETag"),
+                      headers.get("Last-Modified"))
+
+
+def quick_remote_info(url: str, options: Options) -> RemoteInfo:
+    """:func:`remote_info` without retries, from one plain HEAD when the server answers it with a 200.
+
+    Anything else (a redirect, a refused HEAD, a proxy, credentials, a TLS
+    error...) goes through :func:`remote_info` itself, whose rules apply
+    unchanged: :func:`pvwtasks.net.quick_head` only takes the plain case.
+    For the no-op check, where importing requests costs more than the rest.
+    """
+    if not is_local(url):
+        try:
+            headers = quick_head(url, options.timeout, options.ca_file or None)
+        except TimeoutError:
+            raise DownloadError(f"cannot reach {redact(url)}: timed out") from None
+        except OSError:
+            headers = None  # refused, unreachable...: the session's attempt says why
+        if headers is not None:
+            return _remote_info_of(url, headers)
+    return remote_info(url, replace(options, retries=0))
 
 
 class _Hashers:
@@ -443,6 +466,8 @@ def download(
 
     def hashers() -> _Hashers:
         return _Hashers(md5, stage, name)
+
+    import requests
 
     try:
         if is_local(url):
@@ -672,6 +697,8 @@ class _Http:
             self.hashed = state["done"]
             if self.progress:
                 self.progress(state["done"], self.total)
+
+        import urllib3
 
         with self.part.open(mode) as out:
             try:

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from . import apps, archive as extract, fetch, install, releases, verify
@@ -50,9 +49,8 @@ def upstream_unchanged(settings: Settings) -> bool:
     if record is None or not Path(record.path).is_file():
         return False
     options = fetch.Options.of(source)
-    session = options.session()
-    url = release_url(source, session)
-    return fetch.remote_info(url, replace(options, retries=0), session).same_as(record)
+    url = source.url or release_url(source, options.session())
+    return fetch.quick_remote_info(url, options).same_as(record)
 
 
 def download_release(settings: Settings, progress: fetch.Progress | None = None) -> dict:
@@ -235,8 +233,7 @@ def extra_unchanged(settings: Settings, kind: str, url: str) -> bool:
     record = DownloadRecord.load(layout.extra_record(kind))
     if record is None or not layout.extra_link(kind).exists():
         return False
-    options = fetch.Options.of(settings.source)
-    return fetch.remote_info(url, replace(options, retries=0)).same_as(record)
+    return fetch.quick_remote_info(url, fetch.Options.of(settings.source)).same_as(record)
 
 
 def install_extra(settings: Settings, kind: str, url: str) -> dict:
