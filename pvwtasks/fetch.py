@@ -24,11 +24,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urljoin, urlsplit
 
-from . import archive as extract
 from .config import Source
 from .errors import DownloadError
 from .fsutil import remove_quietly
-from .layout import DownloadRecord, PartRecord
+from .layout import STAGED_PREFIX, DownloadRecord, PartRecord
 from .net import TransferBroken, describe, new_session, quick_head, raise_for_status, redact, with_retries
 
 if TYPE_CHECKING:  # requests and urllib3 are imported where a transfer needs them
@@ -318,20 +317,27 @@ def _remote_info_of(url: str, headers) -> RemoteInfo:
 def quick_remote_info(url: str, options: Options) -> RemoteInfo:
     """:func:`remote_info` without retries, from one plain HEAD when the server answers it with a 200.
 
-    Anything else (a redirect, a refused HEAD, a proxy, credentials, a TLS
-    error...) goes through :func:`remote_info` itself, whose rules apply
-    unchanged: :func:`pvwtasks.net.quick_head` only takes the plain case.
-    For the no-op check, where importing requests costs more than the rest.
+    What needs the session's rules goes through :func:`remote_info` itself,
+    unchanged: a proxy or credentials, a redirect, a refused HEAD (403, 405,
+    501) or another answer that is not an error.  No answer or an error
+    status raises DownloadError, as :func:`remote_info` would without
+    retries.  For the no-op check, where importing requests costs more
+    than the rest of it.
     """
-    if not is_local(url):
-        try:
-            headers = quick_head(url, options.timeout, options.ca_file or None)
-        except TimeoutError:
-            raise DownloadError(f"cannot reach {redact(url)}: timed out") from None
-        except OSError:
-            headers = None  # refused, unreachable...: the session's attempt says why
-        if headers is not None:
+    if is_local(url):
+        return remote_info(url, options)
+    import http.client
+
+    try:
+        answer = quick_head(url, options.timeout, options.ca_file or None)
+    except (OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"cannot reach {redact(url)}: {redact(str(err)) or type(err).__name__}") from None
+    if answer is not None:
+        status, headers = answer
+        if status == 200:
             return _remote_info_of(url, headers)
+        if status >= 400 and status not in (403, 405, 501):
+            raise DownloadError(f"cannot reach {redact(url)}: HTTP {status}")
     return remote_info(url, replace(options, retries=0))
 
 
@@ -348,6 +354,8 @@ class _Hashers:
         self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.extractor: extract.StreamExtractor | None = None
         if stage is not None:
+            from . import archive as extract  # only a download that unpacks as it arrives needs it
+
             shutil.rmtree(stage, ignore_errors=True)
             self.extractor = extract.StreamExtractor(stage, label)
 
@@ -390,6 +398,8 @@ class _Hashers:
             log.info("unpacking while downloading stopped (%s); the install step will extract the file",
                      extractor.error)
             return
+        from . import archive as extract
+
         staged = extract.staged_path(stage_dir, self.sha256.hexdigest())
         try:
             shutil.rmtree(staged, ignore_errors=True)
@@ -462,7 +472,7 @@ def download(
     stage = None
     if unpack_into is not None:
         unpack_into.mkdir(parents=True, exist_ok=True)
-        stage = unpack_into / f"{extract.STAGED_PREFIX}{os.getpid()}.tmp"
+        stage = unpack_into / f"{STAGED_PREFIX}{os.getpid()}.tmp"
 
     def hashers() -> _Hashers:
         return _Hashers(md5, stage, name)

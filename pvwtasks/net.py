@@ -213,20 +213,19 @@ def _tls_context(ca_file: str | None):
 
 
 def quick_head(url: str, timeout: float, ca_file: str | None = None):
-    """The headers of a plain ``200`` answer to one HEAD of ``url``, asked with the stdlib only; or None.
+    """One HEAD of ``url`` asked with the stdlib only: ``(status, headers)``, or None before connecting.
 
     None means "ask through a session" (:func:`new_session`, which holds
-    the rules): a redirect, a refused method (403/405/501), any other
-    status, a TLS or protocol error, or a request that needs a proxy or
-    credentials (see :func:`_needs_session`).  It sends what a session
-    sends (User-Agent, ``Accept-Encoding: identity``) and trusts what a
-    session trusts (see :func:`_tls_context`).  A connection that cannot
-    be made or times out raises OSError.  This keeps requests out of a
-    no-op ``doit update``, where its import costs more than the rest of
-    the run.
+    the rules): the request needs a proxy, credentials or re-quoting (see
+    :func:`_needs_session`).  What to make of a status (a redirect, a
+    refused method) is the caller's.  It sends what a session sends
+    (User-Agent, ``Accept-Encoding: identity``) and trusts what a session
+    trusts (see :func:`_tls_context`).  Raises OSError (TLS errors
+    included) or ``http.client.HTTPException`` when there is no answer.
+    This keeps requests out of a no-op ``doit update``, where importing it
+    costs more than the rest of the checks.
     """
     import http.client
-    import ssl
 
     parts = urlsplit(url)
     try:
@@ -245,8 +244,6 @@ def quick_head(url: str, timeout: float, ca_file: str | None = None):
         connection.request("HEAD", path, headers={"User-Agent": f"pvwtasks/{__version__}",
                                                   "Accept-Encoding": "identity", "Accept": "*/*"})
         response = connection.getresponse()
-        return response.msg if response.status == 200 else None
-    except (ssl.SSLError, ssl.CertificateError, http.client.HTTPException, ValueError):
-        return None
+        return response.status, response.msg
     finally:
         connection.close()

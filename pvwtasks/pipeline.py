@@ -15,11 +15,11 @@ import shutil
 import time
 from pathlib import Path
 
-from . import apps, archive as extract, fetch, install, releases, verify
+from . import fetch, releases, verify  # apps, archive and install: imported by the steps that use them
 from .config import Layout, Settings, Source
 from .errors import DownloadError, HashMismatch, InstallError, UnsafeArchive
 from .fsutil import remove_quietly, replace_symlink
-from .layout import CompareRecord, DownloadRecord, HashRecord
+from .layout import INCOMING_PREFIX, CompareRecord, DownloadRecord, HashRecord
 from .net import redact
 
 log = logging.getLogger(__name__)
@@ -152,6 +152,8 @@ def install_release(settings: Settings) -> dict:
     A release marked failed by an earlier health check is not switched to
     again; the live one stays and a warning says why.
     """
+    from . import apps, install
+
     layout = settings.layout
     record = DownloadRecord.load(layout.verified_record)
     if record is None:
@@ -185,6 +187,8 @@ def publish_hash(settings: Settings) -> dict:
 
     Raises InstallError when no release is live yet.
     """
+    from . import apps
+
     layout = settings.layout
     live = releases.live_release(layout)
     if live is None:
@@ -243,6 +247,8 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     The new tree is extracted beside the old one and swapped in with a
     symlink, so readers never see a half-extracted folder.
     """
+    from . import archive as extract
+
     layout, source = settings.layout, settings.source
     link = layout.extra_link(kind)
     releases.check_own_link(link)
@@ -257,7 +263,7 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     verify.check(fetched, expected)
     tree_name = f"{kind}-{fetched.sha256[:12]}"
     tree = layout.autodeploy / tree_name
-    incoming = layout.autodeploy / f"{install.INCOMING_PREFIX}{tree_name}"
+    incoming = layout.autodeploy / f"{INCOMING_PREFIX}{tree_name}"
     shutil.rmtree(incoming, ignore_errors=True)
     try:
         if not tree.exists():
