@@ -165,7 +165,8 @@ def read_text(url: str, options: Options, session: requests.Session | None = Non
 
 # --- choosing from a listing
 
-_PRE = re.compile(r"[-_.~+]?(?P<tag>rc|alpha|beta|pre|dev|a|b)[-_.]?(?P<n>\d*)(?![a-z])", re.IGNORECASE)
+# Patterns as text: ``re`` compiles (and caches) them on first use, not at every import.
+_PRE = r"(?i)[-_.~+]?(?P<tag>rc|alpha|beta|pre|dev|a|b)[-_.]?(?P<n>\d*)(?![a-z])"
 _PRE_RANK = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2, "pre": 3, "rc": 3}
 _FINAL = 9
 
@@ -194,7 +195,7 @@ def version_key(name: str, match: re.Match | None = None) -> tuple:
         numbers, rest = [int(n) for n in re.findall(r"\d+", text)], after
     while len(numbers) > 1 and numbers[-1] == 0:
         numbers.pop()
-    pre = _PRE.match(rest)
+    pre = re.match(_PRE, rest)
     stage = (_PRE_RANK[pre.group("tag").lower()], int(pre.group("n") or 0)) if pre else (_FINAL, 0)
     return (tuple(numbers), stage)
 
@@ -530,8 +531,8 @@ def _copy_local_with(url: str, name: str, part: Path, progress: Progress | None,
     return DownloadRecord(url, name, str(part), done, None, mtime, hashers.sha256.hexdigest(), hashers.md5_hex())
 
 
-_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+_RANGE = r"(?i)^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"  # compiled on first use
+_UNSATISFIED = r"(?i)^\s*bytes\s+\*/(\d+)\s*$"
 
 
 def _length(response: requests.Response) -> int | None:
@@ -742,7 +743,7 @@ class _Http:
 
     def _unsatisfiable(self, response: requests.Response, have: int) -> DownloadRecord | None:
         """416 to ``Range: bytes=<have>-``: a .part of exactly the file's size is complete, else start over."""
-        found = _UNSATISFIED.match(response.headers.get("Content-Range", ""))
+        found = re.match(_UNSATISFIED, response.headers.get("Content-Range", ""))
         size = int(found.group(1)) if found else None
         etag = response.headers.get("ETag")
         vouched = not etag or not self.saved or not self.saved.etag or weak_equal(etag, self.saved.etag)
@@ -765,7 +766,7 @@ class _Http:
     def _problem_206(self, response: requests.Response, have: int) -> str | None:
         if response.headers.get("Content-Type", "").lower().startswith("multipart/"):
             return "a multipart 206 answer"
-        found = _RANGE.match(response.headers.get("Content-Range", ""))
+        found = re.match(_RANGE, response.headers.get("Content-Range", ""))
         if not found:
             return f"a 206 answer without a usable Content-Range ({response.headers.get('Content-Range')!r})"
         start, end, total = int(found.group(1)), int(found.group(2)), found.group(3)

@@ -147,7 +147,7 @@ def with_retries(attempt: Callable[[], T], what: str, retries: int, backoff: flo
     raise DownloadError(f"{what} failed after {retries + 1} tries: {describe(last)}")
 
 
-_CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)")
+_CERT_REASON = r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)"  # compiled on first use
 
 
 def describe(err: BaseException) -> str:
@@ -156,7 +156,7 @@ def describe(err: BaseException) -> str:
 
     text = redact_text(str(err))
     if isinstance(err, requests.exceptions.SSLError):
-        found = _CERT_REASON.search(text)
+        found = re.search(_CERT_REASON, text)
         if found:
             return (f"TLS certificate not trusted: certificate verify failed: {found.group(1).strip()} "
                     f"(set [source] ca_file to trust a site CA)")
