@@ -28,7 +28,8 @@ from .config import Source
 from .errors import DownloadError
 from .fsutil import remove_quietly
 from .layout import STAGED_PREFIX, DownloadRecord, PartRecord
-from .net import TransferBroken, describe, new_session, quick_head, raise_for_status, redact, with_retries
+from .net import (TransferBroken, describe, new_session, quick_head, raise_for_status, redact, redact_text,
+                  with_retries)
 
 if TYPE_CHECKING:  # requests and urllib3 are imported where a transfer needs them
     import requests
@@ -275,6 +276,8 @@ def pick_from_listing(listing_text: str, listing_url: str, pattern: str, options
 
 # --- asking the server
 
+HEAD_REFUSED = (403, 405, 501)  # answers to a HEAD that a GET may not get (presigned URLs sign the method)
+
 def remote_info(url: str, options: Options, session: requests.Session | None = None) -> RemoteInfo:
     """Ask the server (HEAD) or the filesystem about ``url``.
 
@@ -294,7 +297,7 @@ def remote_info(url: str, options: Options, session: requests.Session | None = N
 
     def attempt() -> requests.Response:
         response = session.head(url, timeout=options.timeout, allow_redirects=True)
-        if response.status_code in (403, 405, 501):
+        if response.status_code in HEAD_REFUSED:
             response = session.get(url, timeout=options.timeout, stream=True)
             response.close()
         raise_for_status(response)
@@ -332,12 +335,12 @@ def quick_remote_info(url: str, options: Options) -> RemoteInfo:
     try:
         answer = quick_head(url, options.timeout, options.ca_file or None)
     except (OSError, http.client.HTTPException) as err:
-        raise DownloadError(f"cannot reach {redact(url)}: {redact(str(err)) or type(err).__name__}") from None
+        raise DownloadError(f"cannot reach {redact(url)}: {redact_text(str(err)) or type(err).__name__}") from None
     if answer is not None:
         status, headers = answer
         if status == 200:
             return _remote_info_of(url, headers)
-        if status >= 400 and status not in (403, 405, 501):
+        if status >= 400 and status not in HEAD_REFUSED:
             raise DownloadError(f"cannot reach {redact(url)}: HTTP {status}")
     return remote_info(url, replace(options, retries=0))
 

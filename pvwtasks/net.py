@@ -12,6 +12,7 @@ update`` never needs a session (see :func:`quick_head`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -57,14 +58,15 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-_SESSION_CLASS: type | None = None
+def _headers() -> dict[str, str]:
+    """What every request sends, through a session or :func:`quick_head`."""
+    # Accept-Encoding: the digest we check must be of the bytes on the server, not a re-encoding.
+    return {"User-Agent": f"pvwtasks/{__version__}", "Accept-Encoding": "identity"}
 
 
+@functools.cache
 def _session_class() -> type:
     """The requests.Session subclass below, defined on first use (importing requests then)."""
-    global _SESSION_CLASS
-    if _SESSION_CLASS is not None:
-        return _SESSION_CLASS
     import requests
 
     class _Session(requests.Session):
@@ -89,7 +91,6 @@ def _session_class() -> type:
                         f"to leave https (set [source] allow_http_redirect = true to allow it)")
             return target
 
-    _SESSION_CLASS = _Session
     return _Session
 
 
@@ -101,9 +102,7 @@ def new_session(ca_file: str | Path | None = None, allow_http_redirect: bool = F
     """
     session = _session_class()()
     session.allow_http_redirect = allow_http_redirect
-    session.headers["User-Agent"] = f"pvwtasks/{__version__}"
-    # The digest we check must be of the bytes on the server, not a re-encoding.
-    session.headers["Accept-Encoding"] = "identity"
+    session.headers.update(_headers())
     if ca_file:
         session.verify = session.ca_file = str(ca_file)
     return session
@@ -241,8 +240,7 @@ def quick_head(url: str, timeout: float, ca_file: str | None = None):
     else:
         connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     try:
-        connection.request("HEAD", path, headers={"User-Agent": f"pvwtasks/{__version__}",
-                                                  "Accept-Encoding": "identity", "Accept": "*/*"})
+        connection.request("HEAD", path, headers={**_headers(), "Accept": "*/*"})
         response = connection.getresponse()
         return response.status, response.msg
     finally:
