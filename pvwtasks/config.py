@@ -88,10 +88,10 @@ class _Shape(_Rule):
     """The whole value must match a regular expression (empty means "not set" unless required)."""
 
     def __init__(self, regex: str, expected: str, required: bool = False) -> None:
-        self.regex, self.expected, self.required = re.compile(regex), expected, required
+        self.regex, self.expected, self.required = regex, expected, required  # compiled (and cached) by re on use
 
     def __call__(self, value, where: _Key):
-        if (value or self.required) and not self.regex.fullmatch(value):
+        if (value or self.required) and not re.fullmatch(self.regex, value):
             raise ConfigError(f"{where}: expected {self.expected}, got {value!r}")
         return value
 

@@ -18,21 +18,21 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote, urljoin, urlsplit
 
-import requests
-import urllib3
-
-from . import archive as extract
 from .config import Source
 from .errors import DownloadError
 from .fsutil import remove_quietly
-from .layout import DownloadRecord, PartRecord
-from .net import TransferBroken, describe, new_session, raise_for_status, redact, with_retries
+from .layout import STAGED_PREFIX, DownloadRecord, PartRecord
+from .net import (TransferBroken, describe, new_session, quick_head, raise_for_status, redact, redact_text,
+                  with_retries)
+
+if TYPE_CHECKING:  # requests and urllib3 are imported where a transfer needs them
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def read_text(url: str, options: Options, session: requests.Session | None = Non
             raise DownloadError(too_big)
         return data.decode("utf-8-sig", errors="replace")
     session = session or options.session()
+    import urllib3
 
     def attempt() -> str:
         with session.get(url, timeout=options.timeout, stream=True) as response:
@@ -165,7 +166,8 @@ def read_text(url: str, options: Options, session: requests.Session | None = Non
 
 # --- choosing from a listing
 
-_PRE = re.compile(r"[-_.~+]?(?P<tag>rc|alpha|beta|pre|dev|a|b)[-_.]?(?P<n>\d*)(?![a-z])", re.IGNORECASE)
+# Patterns as text: ``re`` compiles (and caches) them on first use, not at every import.
+_PRE = r"(?i)[-_.~+]?(?P<tag>rc|alpha|beta|pre|dev|a|b)[-_.]?(?P<n>\d*)(?![a-z])"
 _PRE_RANK = {"dev": 0, "a": 1, "alpha": 1, "b": 2, "beta": 2, "pre": 3, "rc": 3}
 _FINAL = 9
 
@@ -194,7 +196,7 @@ def version_key(name: str, match: re.Match | None = None) -> tuple:
         numbers, rest = [int(n) for n in re.findall(r"\d+", text)], after
     while len(numbers) > 1 and numbers[-1] == 0:
         numbers.pop()
-    pre = _PRE.match(rest)
+    pre = re.match(_PRE, rest)
     stage = (_PRE_RANK[pre.group("tag").lower()], int(pre.group("n") or 0)) if pre else (_FINAL, 0)
     return (tuple(numbers), stage)
 
@@ -274,6 +276,8 @@ def pick_from_listing(listing_text: str, listing_url: str, pattern: str, options
 
 # --- asking the server
 
+HEAD_REFUSED = (403, 405, 501)  # answers to a HEAD that a GET may not get (presigned URLs sign the method)
+
 def remote_info(url: str, options: Options, session: requests.Session | None = None) -> RemoteInfo:
     """Ask the server (HEAD) or the filesystem about ``url``.
 
@@ -287,11 +291,13 @@ def remote_info(url: str, options: Options, session: requests.Session | None = N
         except OSError as err:
             raise DownloadError(f"cannot read {url}: {err.strerror}") from None
         return RemoteInfo(url, stat.st_size, None, formatdate(stat.st_mtime, usegmt=True))
+    import requests
+
     session = session or options.session()
 
     def attempt() -> requests.Response:
         response = session.head(url, timeout=options.timeout, allow_redirects=True)
-        if response.status_code in (403, 405, 501):
+        if response.status_code in HEAD_REFUSED:
             response = session.get(url, timeout=options.timeout, stream=True)
             response.close()
         raise_for_status(response)
@@ -303,13 +309,40 @@ def remote_info(url: str, options: Options, session: requests.Session | None = N
         raise DownloadError(f"cannot reach {redact(url)}: {describe(err)}") from None
     except DownloadError as err:
         raise DownloadError(f"cannot reach {redact(url)}: {err}") from None
-    length = response.headers.get("Content-Length")
-    return RemoteInfo(
-        url,
-        int(length) if length and length.isdigit() else None,
-        response.headers.get("ETag"),
-        response.headers.get("Last-Modified"),
-    )
+    return _remote_info_of(url, response.headers)
+
+
+def _remote_info_of(url: str, headers) -> RemoteInfo:
+    length = headers.get("Content-Length")
+    return RemoteInfo(url, int(length) if length and length.isdigit() else None, headers.get("ETag"),
+                      headers.get("Last-Modified"))
+
+
+def quick_remote_info(url: str, options: Options) -> RemoteInfo:
+    """:func:`remote_info` without retries, from one plain HEAD when the server answers it with a 200.
+
+    What needs the session's rules goes through :func:`remote_info` itself,
+    unchanged: a proxy or credentials, a redirect, a refused HEAD (403, 405,
+    501) or another answer that is not an error.  No answer or an error
+    status raises DownloadError, as :func:`remote_info` would without
+    retries.  For the no-op check, where importing requests costs more
+    than the rest of it.
+    """
+    if is_local(url):
+        return remote_info(url, options)
+    import http.client
+
+    try:
+        answer = quick_head(url, options.timeout, options.ca_file or None)
+    except (OSError, http.client.HTTPException) as err:
+        raise DownloadError(f"cannot reach {redact(url)}: {redact_text(str(err)) or type(err).__name__}") from None
+    if answer is not None:
+        status, headers = answer
+        if status == 200:
+            return _remote_info_of(url, headers)
+        if status >= 400 and status not in HEAD_REFUSED:
+            raise DownloadError(f"cannot reach {redact(url)}: HTTP {status}")
+    return remote_info(url, replace(options, retries=0))
 
 
 class _Hashers:
@@ -325,6 +358,8 @@ class _Hashers:
         self.md5 = hashlib.md5(usedforsecurity=False) if md5 else None
         self.extractor: extract.StreamExtractor | None = None
         if stage is not None:
+            from . import archive as extract  # only a download that unpacks as it arrives needs it
+
             shutil.rmtree(stage, ignore_errors=True)
             self.extractor = extract.StreamExtractor(stage, label)
 
@@ -367,6 +402,8 @@ class _Hashers:
             log.info("unpacking while downloading stopped (%s); the install step will extract the file",
                      extractor.error)
             return
+        from . import archive as extract
+
         staged = extract.staged_path(stage_dir, self.sha256.hexdigest())
         try:
             shutil.rmtree(staged, ignore_errors=True)
@@ -439,10 +476,12 @@ def download(
     stage = None
     if unpack_into is not None:
         unpack_into.mkdir(parents=True, exist_ok=True)
-        stage = unpack_into / f"{extract.STAGED_PREFIX}{os.getpid()}.tmp"
+        stage = unpack_into / f"{STAGED_PREFIX}{os.getpid()}.tmp"
 
     def hashers() -> _Hashers:
         return _Hashers(md5, stage, name)
+
+    import requests
 
     try:
         if is_local(url):
@@ -495,8 +534,8 @@ def _copy_local_with(url: str, name: str, part: Path, progress: Progress | None,
     return DownloadRecord(url, name, str(part), done, None, mtime, hashers.sha256.hexdigest(), hashers.md5_hex())
 
 
-_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_UNSATISFIED = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.IGNORECASE)
+_RANGE = r"(?i)^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$"  # compiled on first use
+_UNSATISFIED = r"(?i)^\s*bytes\s+\*/(\d+)\s*$"
 
 
 def _length(response: requests.Response) -> int | None:
@@ -673,6 +712,8 @@ class _Http:
             if self.progress:
                 self.progress(state["done"], self.total)
 
+        import urllib3
+
         with self.part.open(mode) as out:
             try:
                 while True:
@@ -705,7 +746,7 @@ class _Http:
 
     def _unsatisfiable(self, response: requests.Response, have: int) -> DownloadRecord | None:
         """416 to ``Range: bytes=<have>-``: a .part of exactly the file's size is complete, else start over."""
-        found = _UNSATISFIED.match(response.headers.get("Content-Range", ""))
+        found = re.match(_UNSATISFIED, response.headers.get("Content-Range", ""))
         size = int(found.group(1)) if found else None
         etag = response.headers.get("ETag")
         vouched = not etag or not self.saved or not self.saved.etag or weak_equal(etag, self.saved.etag)
@@ -728,7 +769,7 @@ class _Http:
     def _problem_206(self, response: requests.Response, have: int) -> str | None:
         if response.headers.get("Content-Type", "").lower().startswith("multipart/"):
             return "a multipart 206 answer"
-        found = _RANGE.match(response.headers.get("Content-Range", ""))
+        found = re.match(_RANGE, response.headers.get("Content-Range", ""))
         if not found:
             return f"a 206 answer without a usable Content-Range ({response.headers.get('Content-Range')!r})"
         start, end, total = int(found.group(1)), int(found.group(2)), found.group(3)

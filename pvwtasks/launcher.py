@@ -18,14 +18,16 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
-import psutil
-
-from . import health, processes, proxyfile
+from . import processes, proxyfile
 from .config import Settings
 from .errors import LauncherError
 from .fsutil import atomic_write_text, remove_quietly
 from .layout import LauncherRecord, live_name
+
+if TYPE_CHECKING:  # psutil and health (asyncio, requests) are imported where a start or a probe needs them
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +79,18 @@ def why_restart(settings: Settings) -> str | None:
     names, started with the live release and the current launch.json and
     start.sh, last health check ok, and answering on its port.
     """
-    layout, cfg = settings.layout, settings.launcher
     launcher = processes.find_launcher(settings)
+    return _why_restart(settings, None if launcher is None else (launcher.pid, launcher.create_time))
+
+
+def _why_restart(settings: Settings, launcher: tuple[int, Callable[[], float]] | None) -> str | None:
+    """:func:`why_restart` given the running launcher's PID and a function answering its start time."""
+    layout, cfg = settings.layout, settings.launcher
     if launcher is None:
         return "the launcher is not running"
+    pid, create_time = launcher
     started = record(settings)
-    if started is None or launcher.pid != started.pid or abs(launcher.create_time() - started.create_time) > 1:
+    if started is None or pid != started.pid or abs(create_time() - started.create_time) > 1:
         return "no record of how the running launcher was started"
     live = live_name(layout)
     if started.release != live:
@@ -101,9 +109,15 @@ def why_restart(settings: Settings) -> str | None:
 def running_as_deployed(settings: Settings) -> bool:
     """True when the launcher runs, healthy, with the live release and the current launch.json/start.sh.
 
-    The ``uptodate`` check of the ``launcher`` task: never raises.
+    The ``uptodate`` check of the ``launcher`` task: never raises.  It
+    first looks through /proc (:func:`pvwtasks.processes.quick_launcher_identity`,
+    no psutil import); only when that does not say "as deployed" does it
+    ask psutil (:func:`why_restart`), whose answer is the one that counts.
     """
     try:
+        quick = processes.quick_launcher_identity(settings)
+        if quick is not None and _why_restart(settings, (quick[0], lambda: quick[1])) is None:
+            return True
         return why_restart(settings) is None
     except Exception as err:  # noqa: BLE001 - an uptodate check must answer, not raise
         log.info("launcher check failed: %s", err)
@@ -120,6 +134,8 @@ def health_check(settings: Settings) -> dict:
 
     Raises LauncherError when the check fails (recorded as failed too).
     """
+    from . import health
+
     try:
         result = health.check(settings)
     except LauncherError as err:
@@ -175,6 +191,10 @@ def _check_launch_files(settings: Settings) -> None:
 
 def _launch(settings: Settings) -> psutil.Process:
     """Run start.sh detached, record its PID, wait until the launcher answers on its port."""
+    import psutil
+
+    from . import health
+
     layout, cfg = settings.layout, settings.launcher
     _check_launch_files(settings)
     held = processes.listeners([cfg.port])

@@ -4,26 +4,31 @@ Every request has a timeout.  5xx answers and connection errors are retried
 with exponential backoff; 4xx answers, certificate errors and refused
 redirects are final.  :func:`redact` and :func:`redact_text` are the one
 place that hides ``user:password@`` in URLs, for logs, messages and mails.
+
+requests is imported by the functions that use it, not by this module:
+the reporter imports the redaction on every start, and a no-op ``doit
+update`` never needs a session (see :func:`quick_head`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
-
-import requests
 
 from . import __version__
 from .errors import DownloadError
 
+if TYPE_CHECKING:
+    import requests
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 # Up to the last "@" before the host, so a password holding "@" is hidden whole.
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@(?=[^/\s@]*(?:[/\s]|$))")
@@ -53,27 +58,40 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
-class _Session(requests.Session):
-    """A session that refuses an https -> http redirect unless told otherwise."""
+def _headers() -> dict[str, str]:
+    """What every request sends, through a session or :func:`quick_head`."""
+    # Accept-Encoding: the digest we check must be of the bytes on the server, not a re-encoding.
+    return {"User-Agent": f"pvwtasks/{__version__}", "Accept-Encoding": "identity"}
 
-    allow_http_redirect = False
-    ca_file: str | None = None
 
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.ca_file:  # [source] ca_file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
-            settings["verify"] = self.ca_file
-        return settings
+@functools.cache
+def _session_class() -> type:
+    """The requests.Session subclass below, defined on first use (importing requests then)."""
+    import requests
 
-    def get_redirect_target(self, resp):
-        target = super().get_redirect_target(resp)
-        if target and not self.allow_http_redirect:
-            new = urlsplit(urljoin(resp.url, target)).scheme.lower()
-            if urlsplit(resp.url).scheme.lower() == "https" and new != "https":
-                raise DownloadError(
-                    f"{redact(resp.url)} redirects to {new}:// ({redact(urljoin(resp.url, target))}); refusing to "
-                    f"leave https (set [source] allow_http_redirect = true to allow it)")
-        return target
+    class _Session(requests.Session):
+        """A session that refuses an https -> http redirect unless told otherwise."""
+
+        allow_http_redirect = False
+        ca_file: str | None = None
+
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if self.ca_file:  # [source] ca_file wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE
+                settings["verify"] = self.ca_file
+            return settings
+
+        def get_redirect_target(self, resp):
+            target = super().get_redirect_target(resp)
+            if target and not self.allow_http_redirect:
+                new = urlsplit(urljoin(resp.url, target)).scheme.lower()
+                if urlsplit(resp.url).scheme.lower() == "https" and new != "https":
+                    raise DownloadError(
+                        f"{redact(resp.url)} redirects to {new}:// ({redact(urljoin(resp.url, target))}); refusing "
+                        f"to leave https (set [source] allow_http_redirect = true to allow it)")
+            return target
+
+    return _Session
 
 
 def new_session(ca_file: str | Path | None = None, allow_http_redirect: bool = False) -> requests.Session:
@@ -82,14 +100,18 @@ def new_session(ca_file: str | Path | None = None, allow_http_redirect: bool = F
     ``ca_file`` (a PEM bundle) replaces the system's CA list; an https ->
     http redirect raises DownloadError unless ``allow_http_redirect``.
     """
-    session = _Session()
+    session = _session_class()()
     session.allow_http_redirect = allow_http_redirect
-    session.headers["User-Agent"] = f"pvwtasks/{__version__}"
-    # The digest we check must be of the bytes on the server, not a re-encoding.
-    session.headers["Accept-Encoding"] = "identity"
+    session.headers.update(_headers())
     if ca_file:
         session.verify = session.ca_file = str(ca_file)
     return session
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    import requests
+
+    return requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError
 
 
 def raise_for_status(response: requests.Response) -> None:
@@ -106,12 +128,15 @@ def with_retries(attempt: Callable[[], T], what: str, retries: int, backoff: flo
     A certificate error is never retried (it will not heal by itself).
     Raises DownloadError naming ``what`` once ``retries`` extra tries are spent.
     """
+    import requests
+
+    retryable = _retryable()
     for number in range(retries + 1):
         try:
             return attempt()
         except requests.exceptions.SSLError as err:
             raise DownloadError(f"{what} failed: {describe(err)}") from None
-        except (ServerError, TransferBroken, *RETRYABLE) as err:
+        except (ServerError, TransferBroken, *retryable) as err:
             last = err
             if number == retries:
                 break
@@ -121,14 +146,16 @@ def with_retries(attempt: Callable[[], T], what: str, retries: int, backoff: flo
     raise DownloadError(f"{what} failed after {retries + 1} tries: {describe(last)}")
 
 
-_CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)")
+_CERT_REASON = r"certificate verify failed: ([^()'\"\]]+?)\s*(?:\(_ssl|['\")\]]|$)"  # compiled on first use
 
 
 def describe(err: BaseException) -> str:
     """One readable line for a requests/urllib3 error, whole, without credentials."""
+    import requests
+
     text = redact_text(str(err))
     if isinstance(err, requests.exceptions.SSLError):
-        found = _CERT_REASON.search(text)
+        found = re.search(_CERT_REASON, text)
         if found:
             return (f"TLS certificate not trusted: certificate verify failed: {found.group(1).strip()} "
                     f"(set [source] ca_file to trust a site CA)")
@@ -143,3 +170,78 @@ def describe(err: BaseException) -> str:
     if isinstance(err, requests.Timeout):
         return "timed out"
     return " ".join(text.split()) if text else type(err).__name__
+
+
+# -- one plain HEAD without a session ---------------------------------------------------------------
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _needs_session(parts) -> bool:
+    """True when a request to ``parts`` involves what only a requests session does the requests way.
+
+    Credentials in the URL or in a netrc file, a proxy from the environment,
+    characters requests would re-quote: the caller then asks through
+    :func:`new_session`.
+    """
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return True
+    if parts.username is not None or parts.password is not None:
+        return True
+    url = urlunsplit(parts)
+    if not url.isascii() or any(char.isspace() or char in '"<>\\^`{|}' for char in url):
+        return True
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES):
+        return True
+    netrc = os.environ.get("NETRC")
+    return any(os.path.exists(os.path.expanduser(path)) for path in ([netrc] if netrc else ["~/.netrc", "~/_netrc"]))
+
+
+def _tls_context(ca_file: str | None):
+    """The trust a session would use: ``ca_file``, else REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else certifi's."""
+    import ssl
+
+    where = ca_file or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if not where:
+        import certifi
+
+        where = certifi.where()
+    if os.path.isdir(where):
+        return ssl.create_default_context(capath=where)
+    return ssl.create_default_context(cafile=where)
+
+
+def quick_head(url: str, timeout: float, ca_file: str | None = None):
+    """One HEAD of ``url`` asked with the stdlib only: ``(status, headers)``, or None before connecting.
+
+    None means "ask through a session" (:func:`new_session`, which holds
+    the rules): the request needs a proxy, credentials or re-quoting (see
+    :func:`_needs_session`).  What to make of a status (a redirect, a
+    refused method) is the caller's.  It sends what a session sends
+    (User-Agent, ``Accept-Encoding: identity``) and trusts what a session
+    trusts (see :func:`_tls_context`).  Raises OSError (TLS errors
+    included) or ``http.client.HTTPException`` when there is no answer.
+    This keeps requests out of a no-op ``doit update``, where importing it
+    costs more than the rest of the checks.
+    """
+    import http.client
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if _needs_session(parts):
+        return None
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme.lower() == "https":
+        connection = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
+                                                 context=_tls_context(ca_file))
+    else:
+        connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    try:
+        connection.request("HEAD", path, headers={**_headers(), "Accept": "*/*"})
+        response = connection.getresponse()
+        return response.status, response.msg
+    finally:
+        connection.close()

@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import logging
 import os
-import smtplib
 import socket
-import ssl
-import subprocess
 import time
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import releases
 from .config import Notify, Settings
 from .errors import NotifyError
 from .layout import CompareRecord, HashRecord
 from .runlog import RunRecord, redact_text, tail
+
+if TYPE_CHECKING:  # smtplib, ssl, email and subprocess are imported when a mail is built or sent
+    import ssl
+    from email.message import EmailMessage
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,8 @@ def send(cfg: Notify, message: EmailMessage) -> None:
 
 
 def _tls_context(cfg: Notify) -> ssl.SSLContext:
+    import ssl
+
     try:
         return ssl.create_default_context(cafile=cfg.ca_file or None)
     except (OSError, ssl.SSLError) as err:
@@ -81,6 +83,9 @@ def _tls_context(cfg: Notify) -> ssl.SSLContext:
 
 
 def _send_smtp(cfg: Notify, message: EmailMessage) -> None:
+    import smtplib
+    import ssl
+
     where = f"SMTP server {cfg.host}:{cfg.port}"
     secret = password(cfg)
     context = _tls_context(cfg) if cfg.security != "none" else None
@@ -111,6 +116,8 @@ def _send_smtp(cfg: Notify, message: EmailMessage) -> None:
 
 
 def _send_sendmail(cfg: Notify, message: EmailMessage) -> None:
+    import subprocess
+
     binary = cfg.sendmail
     try:
         proc = subprocess.run([binary, "-t", "-oi"], input=message.as_bytes(), capture_output=True,
@@ -140,6 +147,8 @@ def _one_line(value) -> str:
 
 
 def _os_reason(err: Exception, timeout: float) -> str:
+    import smtplib
+
     if isinstance(err, TimeoutError) or (isinstance(err, smtplib.SMTPServerDisconnected) and "timed out" in str(err)):
         return f"no answer within {timeout:g} s"
     if isinstance(err, smtplib.SMTPServerDisconnected):
@@ -155,6 +164,9 @@ def _os_reason(err: Exception, timeout: float) -> str:
 
 
 def _message(cfg: Notify, subject: str, body: str) -> EmailMessage:
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     message = EmailMessage()
     message["Subject"] = redact_text(f"{cfg.subject_prefix} {subject}".strip())
     message["From"] = cfg.sender

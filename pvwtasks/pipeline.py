@@ -13,14 +13,13 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
-from . import apps, archive as extract, fetch, install, releases, verify
+from . import fetch, releases, verify  # apps, archive and install: imported by the steps that use them
 from .config import Layout, Settings, Source
 from .errors import DownloadError, HashMismatch, InstallError, UnsafeArchive
 from .fsutil import remove_quietly, replace_symlink
-from .layout import CompareRecord, DownloadRecord, HashRecord
+from .layout import INCOMING_PREFIX, CompareRecord, DownloadRecord, HashRecord
 from .net import redact
 
 log = logging.getLogger(__name__)
@@ -50,9 +49,8 @@ def upstream_unchanged(settings: Settings) -> bool:
     if record is None or not Path(record.path).is_file():
         return False
     options = fetch.Options.of(source)
-    session = options.session()
-    url = release_url(source, session)
-    return fetch.remote_info(url, replace(options, retries=0), session).same_as(record)
+    url = source.url or release_url(source, options.session())
+    return fetch.quick_remote_info(url, options).same_as(record)
 
 
 def download_release(settings: Settings, progress: fetch.Progress | None = None) -> dict:
@@ -154,6 +152,8 @@ def install_release(settings: Settings) -> dict:
     A release marked failed by an earlier health check is not switched to
     again; the live one stays and a warning says why.
     """
+    from . import apps, install
+
     layout = settings.layout
     record = DownloadRecord.load(layout.verified_record)
     if record is None:
@@ -204,6 +204,8 @@ def publish_hash(settings: Settings) -> dict:
 
     Raises InstallError when no release is live yet.
     """
+    from . import apps
+
     layout = settings.layout
     live = releases.live_release(layout)
     if live is None:
@@ -252,8 +254,7 @@ def extra_unchanged(settings: Settings, kind: str, url: str) -> bool:
     record = DownloadRecord.load(layout.extra_record(kind))
     if record is None or not layout.extra_link(kind).exists():
         return False
-    options = fetch.Options.of(settings.source)
-    return fetch.remote_info(url, replace(options, retries=0)).same_as(record)
+    return fetch.quick_remote_info(url, fetch.Options.of(settings.source)).same_as(record)
 
 
 def install_extra(settings: Settings, kind: str, url: str) -> dict:
@@ -263,6 +264,8 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     The new tree is extracted beside the old one and swapped in with a
     symlink, so readers never see a half-extracted folder.
     """
+    from . import archive as extract
+
     layout, source = settings.layout, settings.source
     link = layout.extra_link(kind)
     releases.check_own_link(link)
@@ -277,7 +280,7 @@ def install_extra(settings: Settings, kind: str, url: str) -> dict:
     verify.check(fetched, expected)
     tree_name = f"{kind}-{fetched.sha256[:12]}"
     tree = layout.autodeploy / tree_name
-    incoming = layout.autodeploy / f"{install.INCOMING_PREFIX}{tree_name}"
+    incoming = layout.autodeploy / f"{INCOMING_PREFIX}{tree_name}"
     shutil.rmtree(incoming, ignore_errors=True)
     try:
         if not tree.exists():

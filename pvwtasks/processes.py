@@ -16,12 +16,14 @@ import signal
 import socket
 import time
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .errors import LauncherError
 from .layout import LauncherRecord, load_json_object, read_pid
+
+if TYPE_CHECKING:  # psutil is imported by the functions that use it (not by a no-op update's check)
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,8 @@ LAUNCHER_LINGER = 0.15  # seconds a SIGTERMed launcher may outlive its apps
 
 def cmdline(proc: psutil.Process) -> list[str]:
     """The command line of ``proc``, or [] when it is gone or hidden."""
+    import psutil
+
     try:
         return proc.cmdline()
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -46,6 +50,8 @@ def _is_launcher_cmdline(cmd: list[str], launch_json: Path) -> bool:
 
 def alive(proc: psutil.Process) -> bool:
     """True while ``proc`` runs; a zombie counts as gone (and is reaped when it is our child)."""
+    import psutil
+
     try:
         if not proc.is_running():
             return False
@@ -60,8 +66,38 @@ def alive(proc: psutil.Process) -> bool:
         return False
 
 
+def quick_launcher_identity(settings: Settings) -> tuple[int, float] | None:
+    """(PID, start time) of this deployment's launcher, read from /proc without psutil; None when unsure.
+
+    The same test as :func:`find_launcher` (pidfile, alive, command line)
+    and the start time psutil computes (``starttime`` ticks + boot time),
+    for the no-op ``update``'s check.  Anything unusual (no /proc, a
+    zombie, a command line that does not match) answers None: ask
+    :func:`find_launcher` then.
+    """
+    layout = settings.layout
+    pid = read_pid(layout.pid_file)
+    if pid is None or pid <= 0:
+        return None
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        with open("/proc/stat", "rb") as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith(b"btime"))
+        fields = stat[stat.rindex(b")") + 2:].split()
+        state, ticks = fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    if state in (b"Z", b"X", b"x") or not _is_launcher_cmdline([os.fsdecode(a) for a in cmd.split(b"\0")],
+                                                               layout.launch_json):
+        return None
+    return pid, ticks / os.sysconf("SC_CLK_TCK") + boot
+
+
 def find_launcher(settings: Settings) -> psutil.Process | None:
     """This deployment's running launcher, from the pidfile confirmed by its command line."""
+    import psutil
+
     layout = settings.layout
     pid = read_pid(layout.pid_file)
     if pid is None:
@@ -109,6 +145,8 @@ def _is_session_cmdline(cmd: list[str], prefixes: list[str]) -> bool:
 
 
 def _own_lineage() -> set[int]:
+    import psutil
+
     pids = {os.getpid()}
     try:
         pids.update(p.pid for p in psutil.Process().parents())
@@ -133,6 +171,8 @@ def deployment_processes(settings: Settings) -> list[psutil.Process]:
     session id of a launcher this deployment recorded.  Never this process
     or its parents.
     """
+    import psutil
+
     layout = settings.layout
     launch_json = layout.launch_json
     prefixes = _tree_prefixes(settings)
@@ -169,6 +209,8 @@ def deployment_processes(settings: Settings) -> list[psutil.Process]:
 
 def new_children(launcher: psutil.Process | None, before: set[int]) -> list[psutil.Process]:
     """The launcher's descendants that were not in ``before`` ([] when it is gone)."""
+    import psutil
+
     if launcher is None:
         return []
     try:
@@ -185,6 +227,8 @@ def port_range(settings: Settings) -> range:
 
 def listeners(ports: range | list[int]) -> dict[int, int | None]:
     """Listening TCP ports among ``ports`` -> PID holding it (None when not visible)."""
+    import psutil
+
     wanted = set(ports)
     held: dict[int, int | None] = {}
     try:
@@ -212,6 +256,8 @@ def describe(proc: psutil.Process) -> str:
 
 
 def _signal_all(procs: list[psutil.Process], sig: int) -> None:
+    import psutil
+
     for proc in procs:
         try:
             proc.send_signal(sig)
@@ -221,6 +267,8 @@ def _signal_all(procs: list[psutil.Process], sig: int) -> None:
 
 def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     """Wait up to ``timeout`` s for ``procs`` to end (psutil.wait_procs); return those still alive."""
+    import psutil
+
     deadline = time.monotonic() + timeout
     left = [p for p in procs if alive(p)]
     while left:
@@ -242,6 +290,8 @@ def end_processes(procs: list[psutil.Process], grace: float) -> tuple[int, int]:
     (its apps are gone, proxy.txt is cleared by the caller) and the restart
     is not held up.  Raises LauncherError when a process survives SIGKILL.
     """
+    import psutil
+
     if not procs:
         return 0, 0
     launchers = {p.pid for p in procs if _runs_launcher_module(cmdline(p))}

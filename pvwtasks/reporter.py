@@ -142,6 +142,7 @@ class RunReport:
 
                 notify.run_failed(self.settings, record)
         self.log.write(f"end: {'ok' if record.ok else 'failed'} in {record.duration():.1f} s")
+        self.log.close()
 
 
 def _render_landing_page(settings: Settings) -> None:

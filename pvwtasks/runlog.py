@@ -55,11 +55,16 @@ class RunRecord:
 
 
 class UpdateLog:
-    """Appends timestamped lines to ``update.log``."""
+    """Appends timestamped lines to ``update.log``.
+
+    The file is opened (in append mode) at the first line and kept open
+    until :meth:`close`; each line is flushed as it is written.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.prefix = f"pvwtasks[{os.getpid()}]"
+        self._handle = None
 
     def stdout_is_log(self) -> bool:
         """True when stdout already goes to this file (cron's ``>> update.log``)."""
@@ -73,11 +78,20 @@ class UpdateLog:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         line = f"{stamp} {self.prefix} {redact_text(message)}\n"
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(line)
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8", buffering=1)  # line-buffered
+            self._handle.write(line)
         except OSError:
-            pass  # a log we cannot write must not fail the deployment
+            self.close()  # a log we cannot write must not fail the deployment; try again at the next line
+
+    def close(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError:
+                pass
 
 
 def tail(path: Path, lines: int) -> str:

@@ -55,6 +55,19 @@ def test_noop_benchmark_compares_update_with_list(tmp_path):
     assert "-- download" in text and "-- install" in text
 
 
+def test_noop_before_after_compares_a_commit_with_this_tree(tmp_path):
+    cmd = [sys.executable, str(BENCH / "noop_before_after.py"), "--before", "HEAD", "--runs", "1",
+           "--work", str(tmp_path / "work")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=BENCH.parent)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = re.findall(r"^\| (.+?) \| 1 \| [\d.]+ \| [\d.]+ \| ([\d.]+)x \| ([\d.]+)x \|$", proc.stdout, re.MULTILINE)
+    assert [name for name, _w, _u in rows] == [
+        "no-op `doit update`, before", "`doit list` of this dodo, before", "no-op `doit update`, after",
+        "`doit list` of this dodo, after", "one-task dodo's `doit list`"], proc.stdout
+    assert rows[-1][1:] == ("1.00", "1.00")
+    assert not (tmp_path / "work").exists()
+
+
 def test_scaling_benchmark_reports_three_sizes_and_kept_versions(tmp_path):
     _out, text = run_bench("bench_scaling.py", tmp_path, "--sizes", "1M,2M,3M", "--runs", "1",
                            "--noop-runs", "1", "--versions", "1,2", timeout=180)
