@@ -188,6 +188,8 @@ def clean_leftovers(settings: Settings) -> dict:
     The live release, the rendered configs and the records stay: cleaning a
     running deployment must never break it.
     """
+    from . import install
+
     layout = settings.layout
     removed = []
     if layout.downloads.is_dir():
