@@ -42,9 +42,10 @@ def session_url(settings: Settings) -> str:
     """The websocket URL clients get back, through Apache's /proxy rewrite.
 
     With trame apps the host is ``USE_HOST``, which the trame client replaces
-    with the page's own host (and port), so the one launch.json serves
-    whatever name and port the browser used.  The wslink apps' clients of
-    5.6 - 5.12 keep the configured name.
+    with the page's own host and port (``window.location.host``; the scheme
+    stays, and with TLS the vhost sends all http to https), so launch.json
+    serves whatever name and port the browser used.  The wslink apps'
+    clients of 5.6 - 5.12 keep the configured name (and today's tests).
     """
     web = settings.web
     scheme, port, default = ("wss", web.https_port, 443) if web.tls else ("ws", web.http_port, 80)
