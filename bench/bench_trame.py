@@ -122,8 +122,8 @@ def _measure(args, served: Path, server) -> int:
             "",
             f"- pip runs during the trame upgrades: **{pip_runs}** (target 0): {'met' if pip_runs == 0 else 'NOT met'}",
             common.verdict("wall time, trame upgrade / no-trame upgrade", ratio, 1.10),
-            f"- pvwtasks' own CPU (user + sys of `doit update`), trame / no trame: **{cpu['trame'] / cpu['no trame']:.2f}x**"
-            f"; the rest of the wall time is the launcher step (restart, health-check session of the app, its end): "
+            f"- pvwtasks' own CPU (user + sys of `doit update`), trame / no trame: "
+            f"**{cpu['trame'] / cpu['no trame']:.2f}x**; the rest of the wall time is the launcher step (restart, health-check session of the app, its end): "
             f"health-check session up in a median {apps_start['trame']:.2f} s (cone viewer: trame + vtk) vs "
             f"{apps_start['no trame']:.2f} s (5.12 stand-in's echo app)",
         ]
