@@ -90,7 +90,6 @@ def task_web_client():
                      check("pvwtasks.trame:clients_current", SETTINGS,
                            why="each trame app's page points at a built client of the live venv")],
         "task_dep": _LOCKED + ["venv"],
-        "meta": {"mail": "rendered", "label": "web client"},
     }
 
 
