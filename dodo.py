@@ -74,6 +74,29 @@ def task_install():
     }
 
 
+def task_venv():
+    """Build the trame apps' companion venv for the release's Python (content-addressed, reused when unchanged)."""
+    return {
+        "actions": [step("pvwtasks.trame:ensure_live_venv", SETTINGS)],
+        "uptodate": [changed(SETTINGS, "apps"),
+                     check("pvwtasks.trame:venv_current", SETTINGS,
+                           why="the live release's venv holds the configured [apps] requirements")],
+        "task_dep": _LOCKED,
+    }
+
+
+def task_web_client():
+    """Build the trame apps' static client per client type and their pages www/<app>.html."""
+    return {
+        "actions": [step("pvwtasks.trame:build_web_clients", SETTINGS)],
+        "file_dep": [SETTINGS.layout.installed_record],
+        "uptodate": [changed(SETTINGS, "apps", extra={"endpoint": SETTINGS.launcher.endpoint}),
+                     check("pvwtasks.trame:clients_current", SETTINGS,
+                           why="each trame app's page points at a built client of the live venv")],
+        "task_dep": _LOCKED + ["venv"],
+    }
+
+
 def task_extras():
     """Download and extract the optional docs and data archives into autodeploy/."""
     yield {"name": None, "doc": "Download and extract the optional docs and data archives into autodeploy/."}
@@ -150,6 +173,7 @@ def task_render_launcher():
     return _render_task("launcher", "launch.json.j2", layout.launch_json, file_dep=[layout.installed_record], extra={
         "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",
                           "health_app"),
+        "trame_apps": SETTINGS.section("apps")["apps"],
         "session_url": _keys("web", "server_name", "http_port", "https_port", "tls_certificate", "tls_key"),
     })
 
@@ -158,7 +182,8 @@ def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
     layout = SETTINGS.layout
     return _render_task("start", "start.sh.j2", layout.start_script, file_dep=[layout.installed_record],
-                        extra=_keys("launcher", "display", "endpoint", "backend"))
+                        extra={**_keys("launcher", "display", "endpoint", "backend"),
+                               "trame": sorted(SETTINGS.apps.apps)})
 
 
 def task_render_logrotate():
@@ -182,6 +207,7 @@ def task_render_index():
                         uptodate=[check("pvwtasks.render:index_current", SETTINGS,
                                         why="index.html shows the last update's result and the installed docs")],
                         extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
+                               "trame_apps": sorted(SETTINGS.apps.apps),
                                "endpoint": SETTINGS.launcher.endpoint})
 
 
@@ -225,7 +251,8 @@ def task_update():
     """Deploy the newest release end to end (what cron runs): download ... notify."""
     return {
         "actions": None,
-        "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", *_RENDERED,
+        "task_dep": ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash",
+                     "proxy_file", *_RENDERED,
                      "compare_hash", "launcher", "notify"],
     }
 

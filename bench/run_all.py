@@ -13,8 +13,8 @@ import sys
 
 import common
 
-SCRIPTS = ["bench_noop.py", "bench_fetch.py", "bench_restart.py", "bench_scaling.py"]
-ORDER = ["noop", "fetch", "restart", "scaling"]
+SCRIPTS = ["bench_noop.py", "bench_fetch.py", "bench_restart.py", "bench_scaling.py", "bench_trame.py"]
+ORDER = ["noop", "fetch", "restart", "scaling", "trame"]
 
 
 def summary(results=common.RESULTS) -> list[str]:

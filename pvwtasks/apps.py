@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import families
+from . import families, trame
 from .config import App, Settings
 from .errors import InstallError
 from .layout import ReleaseRecord
@@ -27,19 +27,26 @@ def release_info(release: ReleaseRecord, tree: Path) -> families.ReleaseInfo:
 def launcher_apps(settings: Settings, release: ReleaseRecord, tree: Path) -> dict[str, families.AppSpec]:
     """The launcher's apps for ``release`` extracted at ``tree``, checked against the tree.
 
-    Raises NoWebApps (5.13+ with nothing configured), FamilyMismatch (a
-    configured app needs what this release lacks) or InstallError (the
-    health app is not among them): all before any switch.
+    Trame apps (``[apps.NAME]``) join them, run from the release's companion
+    venv (:func:`pvwtasks.trame.app_specs`); a 5.13+ release with trame apps
+    needs nothing else.  Raises NoWebApps (5.13+ with nothing configured),
+    FamilyMismatch (a configured app needs what this release lacks) or
+    InstallError (the health app is not among them; trame apps on a release
+    without ``--venv``, or without its venv): all before any switch.
     """
     info = release_info(release, tree)
     data = settings.layout.extra_link("data")
     configured = settings.launcher.apps
+    trame_apps = trame.app_specs(settings, release, tree)
     if configured:
         apps = {name: _configured(app, info, tree, settings.launcher.python_flags)
                 for name, app in configured.items()}
         families.check_apps(info, tree, apps)
+    elif trame_apps and not info.serves_web_apps:
+        apps = {}
     else:
         apps = families.default_apps(info, tree, data)
+    apps.update(trame_apps)
     health = settings.launcher.health_app
     if health and health not in apps:
         raise InstallError(f"[launcher] health_app: '{health}' is not among the apps of {info.label} "

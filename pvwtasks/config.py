@@ -96,6 +96,17 @@ class _Shape(_Rule):
         return value
 
 
+class _Requirement(_Rule):
+    """A pip requirement; a local wheel or folder (``./x``, ``../x``, ``/x``, ``~/x``) becomes an absolute path."""
+
+    def __call__(self, value, where: _Key):
+        if not value.strip():
+            raise ConfigError(f"{where}: an empty requirement")
+        if value.startswith(("./", "../", "/", "~")):
+            return str(_resolve_path(value, where.path.parent))
+        return value
+
+
 class _Regex(_Rule):
     def __call__(self, value, where: _Key):
         try:
@@ -139,6 +150,7 @@ NonNegative = Annotated[float, _Range(0)]
 NonNegativeInt = Annotated[int, _Range(0)]
 Url = Annotated[str, _Url()]
 Regex = Annotated[str, _Regex()]
+Requirement = Annotated[str, _Requirement()]
 Sha256 = Annotated[str, _Shape(r"[0-9a-fA-F]{64}", "64 hex digits")]
 MailAddress = Annotated[str, _Shape(r"[^@\s<>\"',;]+@[^@\s<>\"',;.]+(\.[^@\s<>\"',;.]+)*",
                                     "a mail address like user@example.org")]
@@ -206,6 +218,36 @@ class App:
     args: list[str] | None = None  # None: the usual arguments of the release's family
     ready_line: Annotated[str, _Shape(r".+", "a non-empty line (the launcher answers 503 without one)", True)] = (
         "Starting factory")
+
+
+@dataclass(frozen=True)
+class TrameApp:
+    """One trame app (ParaView 5.13+): run by ``pvpython --venv <companion venv>``.
+
+    Exactly one of ``module`` (``pvpython --venv V -m MODULE``), ``trame_app``
+    (``-m paraview.apps.trame --trame-app MODULE``) or ``script``.
+    """
+
+    module: str = ""
+    trame_app: str = ""
+    script: str = ""  # a .py file: absolute, or relative to the release's top folder
+    requirements: list[Requirement] = field(default_factory=list)  # what provides the app (added to [apps])
+    args: list[str] = field(default_factory=list)  # after Kitware's --host/--port/--authKey/--server
+    client: Literal["vue2", "vue3"] = "vue3"  # the static client type trame.tools.www builds
+    client_modules: list[str] = field(default_factory=list)  # trame modules of its widgets: vtk, vuetify3, ...
+    ready_line: Annotated[str, _Shape(r".+", "a non-empty line (the launcher answers 503 without one)", True)] = (
+        "App running at")
+
+
+@dataclass(frozen=True)
+class Apps:
+    """``[apps]``: what the trame apps' companion venv holds, and ``[apps.NAME]`` one table per trame app."""
+
+    requirements: list[Requirement] = field(default_factory=list)  # common to all: trame, trame-vtk, ... pinned
+    index_url: Url = ""  # a pip index (may hold credentials: never logged)
+    find_links: Path | None = None  # a folder of wheels; without index_url pip never asks an index
+    allow_vtk: bool = False  # demo stand-ins only: real ParaView brings its own VTK
+    apps: dict[str, TrameApp] = field(default_factory=dict, metadata={"rest": True})  # [apps.NAME] tables
 
 
 @dataclass(frozen=True)
@@ -292,6 +334,7 @@ _SECTIONS: dict[str, type] = {
     "logrotate": Logrotate,
     "cron": Cron,
     "notify": Notify,
+    "apps": Apps,
 }
 # TOML key -> dataclass field, where a TOML name is a Python keyword.
 _RENAMED = {("notify", "from"): "sender"}
@@ -309,6 +352,7 @@ class Settings:
     logrotate: Logrotate
     cron: Cron
     notify: Notify
+    apps: Apps = field(default_factory=Apps)
 
     @property
     def layout(self) -> Layout:
@@ -419,11 +463,21 @@ def _build(cls: type, path: Path, table: str, values: dict):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     toml_names = {next((t for (s, t), f in _RENAMED.items() if s == table and f == n), n) for n in fields}
     kwargs = {}
+    # A field with metadata {"rest": True} takes the keys no other field names whose values are tables
+    # (``[apps.NAME]`` beside the ``[apps]`` keys).
+    rest = next((n for n, f in fields.items() if f.metadata.get("rest")), None)
+    extra = {k: v for k, v in values.items() if rest and k not in fields and isinstance(v, dict)}
+    if extra:
+        values = {k: v for k, v in values.items() if k not in extra}
+        if rest in values:
+            raise ConfigError(f"{_Key(path, table, rest)}: reserved name (use [{table}.NAME] tables)")
+        values[rest] = extra
     for key, value in values.items():
         name = _RENAMED.get((table, key), key)
         if name not in fields:
             raise ConfigError(f"{_Key(path, table, key)}: unknown key{_suggest(key, toml_names)}")
-        kwargs[name] = _coerce(value, hints[name], _Key(path, table, key))
+        where = _Key(path, table, "" if name == rest else key)  # [apps.NAME], not [apps.apps.NAME]
+        kwargs[name] = _coerce(value, hints[name], where)
     for name, spec in fields.items():
         if name not in kwargs and spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_Key(path, table, name)}: missing required key")
@@ -451,7 +505,7 @@ def _coerce(value, hint, where: _Key):
             raise ConfigError(f"{where}: expected a list of {plain.__name__}, got {value!r}")
         value = [_coerce(v, item, where) for v in value]
     elif origin is dict:  # a table of named sub-tables, e.g. [launcher.apps.NAME]
-        table = f"{where.table}.{where.key}"
+        table = f"{where.table}.{where.key}" if where.key else where.table
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(f"{where}: must be a table of [{table}.NAME] tables")
         value = {name: _build(args[1], where.path, f"{table}.{name}", spec) for name, spec in value.items()}
@@ -507,7 +561,18 @@ def _check_together(s: Settings) -> None:
     for name, app in s.launcher.apps.items():
         if bool(app.script) == bool(app.module):
             raise ConfigError(f"{p}: [launcher.apps.{name}] script: set either script or module (exactly one)")
-    if s.launcher.apps and s.launcher.health_app and s.launcher.health_app not in s.launcher.apps:
+    for name, app in s.apps.apps.items():
+        if sum(map(bool, (app.module, app.trame_app, app.script))) != 1:
+            raise ConfigError(f"{p}: [apps.{name}] module: set exactly one of module, trame_app or script")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or name == "index":
+            raise ConfigError(f"{p}: [apps.{name}]: a trame app's name is letters, digits and _ (not 'index'); "
+                              "it names its page www/<name>.html")
+        if name in s.launcher.apps:
+            raise ConfigError(f"{p}: [apps.{name}]: also in [launcher.apps]; one app, one name")
+    if s.apps.apps and not (s.apps.requirements or any(a.requirements for a in s.apps.apps.values())):
+        raise ConfigError(f"{p}: [apps] requirements: trame apps need requirements (trame, trame-vtk, ... pinned)")
+    named = {**s.launcher.apps, **s.apps.apps}
+    if s.launcher.apps and s.launcher.health_app and s.launcher.health_app not in named:
         raise ConfigError(f"{p}: [launcher] health_app: '{s.launcher.health_app}' is not in [launcher.apps]")
     if bool(s.web.tls_certificate) != bool(s.web.tls_key):
         raise ConfigError(f"{p}: [web] tls_key: set both tls_certificate and tls_key, or neither")

@@ -324,6 +324,7 @@ class ReleaseRecord(Record):
     failed: dict | None = None  # {"at": epoch, "reason": text} once its health check failed
     healthy_at: float | None = None  # when it last passed a health check as the live release
     info: dict | None = None  # families.ReleaseInfo: family, ParaView/Python versions, variant, apps
+    venv: str | None = None  # key of the trame apps' companion venv (venvs/<key>), None without trame apps
 
     @property
     def failure(self) -> Failure | None:

@@ -152,7 +152,7 @@ def install_release(settings: Settings) -> dict:
     A release marked failed by an earlier health check is not switched to
     again; the live one stays and a warning says why.
     """
-    from . import apps, install
+    from . import apps, appvenv, install, trame
 
     layout = settings.layout
     record = DownloadRecord.load(layout.verified_record)
@@ -174,12 +174,19 @@ def install_release(settings: Settings) -> dict:
         if live:
             releases.switch_live(layout, live)
         return {"switched": False, "live": _live_label(layout)}
+    # The trame apps' companion venv is ready before the switch: a failed pip run leaves
+    # the live release and its venv as they were.
+    release = trame.ensure_release_venv(settings, release)
     # What the launcher would serve from this release must exist in it (5.13+ ships no
     # web apps; 5.12's apps are not in a 5.13 tree): fail here, before any switch.
     apps.launcher_apps(settings, release, layout.release_dir(release.name))
     moved = releases.switch_live(layout, release)
     pruned = releases.prune(layout, settings.deploy.keep)
-    return {"switched": moved, "live": release.name, "pruned": pruned}
+    result = {"switched": moved, "live": release.name, "pruned": pruned}
+    if release.venv or trame.configured(settings):
+        result["venv"] = release.venv
+        result["pruned_venvs"] = appvenv.prune(layout, trame.kept_venvs(settings))
+    return result
 
 
 def clean_leftovers(settings: Settings) -> dict:

@@ -25,7 +25,7 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, apps, cron, families, programs, releases
+from . import apache, apps, cron, families, programs, releases, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .fsutil import atomic_write_text, replace_symlink
@@ -39,10 +39,19 @@ TEMPLATE_PACKAGE, TEMPLATE_FOLDER = __package__, "templates"
 # --- values the templates need
 
 def session_url(settings: Settings) -> str:
-    """The websocket URL clients get back, through Apache's /proxy rewrite."""
+    """The websocket URL clients get back, through Apache's /proxy rewrite.
+
+    With trame apps the host is ``USE_HOST``, which the trame client replaces
+    with the page's own host and port (``window.location.host``; the scheme
+    stays, and with TLS the vhost sends all http to https), so launch.json
+    serves whatever name and port the browser used.  The wslink apps'
+    clients of 5.6 - 5.12 keep the configured name (and today's tests).
+    """
     web = settings.web
     scheme, port, default = ("wss", web.https_port, 443) if web.tls else ("ws", web.http_port, 80)
     host = web.server_name if port == default else f"{web.server_name}:{port}"
+    if trame.configured(settings):
+        host = "USE_HOST"
     return f"{scheme}://{host}/proxy?sessionId=${{id}}&path=ws"
 
 
@@ -220,8 +229,10 @@ def _start_values(settings: Settings) -> dict:
     layout, launcher = settings.layout, settings.launcher
     release, tree = live_tree(settings)
     info = apps.release_info(release, tree)
-    # The release's own Python when it bundles wslink, else pvwtasks' own (which has it).
-    python = families.launcher_python(info, tree) or Path(sys.executable)
+    # Trame apps: a Python with wslink >= 2.5 (the companion venv's, else pvwtasks' own).  Otherwise
+    # the release's own Python when it bundles wslink, else pvwtasks' own (which has it).
+    python = (trame.launcher_python(settings, release) or families.launcher_python(info, tree)
+              or Path(sys.executable))
     try:
         env = families.render_env(info, launcher.backend, launcher.display)
     except PvwError as err:
@@ -291,7 +302,8 @@ def _index_values(settings: Settings) -> dict:
         except PvwError as err:
             log.warning("landing page: %s", err)
     names += [name for name in clients if name not in names]  # static-only clients such as glance
-    app_links = [{"name": app, "link": f"{app}/" if app in clients else ""} for app in names]
+    pages = {name: f"{name}.html" for name in trame.configured(settings) if layout.app_page(name).is_file()}
+    app_links = [{"name": app, "link": f"{app}/" if app in clients else pages.get(app, "")} for app in names]
     return {
         "release": release,
         "last_run": last_run,

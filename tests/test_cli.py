@@ -12,8 +12,8 @@ def test_doit_list_reads_like_a_table_of_contents(deployment):
     assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()
     names = [line.split()[0] for line in lines]
-    pipeline = ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", "render_vhost",
-                "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index",
+    pipeline = ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash", "proxy_file",
+                "render_vhost", "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index",
                 "compare_hash", "launcher", "notify", "update"]
     assert names[:len(pipeline)] == pipeline
     for task in ("status", "restart_launcher", "start_launcher", "stop_launcher", "notify_test",
