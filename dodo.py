@@ -160,7 +160,8 @@ def task_render_start():
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",))
+    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",),
+                        extra={"web": _keys("web", "manage_apache", "apachectl")})
 
 
 def task_render_cron():
@@ -180,6 +181,18 @@ def task_render_index():
                                         why="index.html shows the last update's result and the installed docs")],
                         extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
                                "endpoint": SETTINGS.launcher.endpoint})
+
+
+def task_apache_site():
+    """Reinstall a changed vhost into Apache ([web] manage_apache): configtest, graceful, restore on failure."""
+    return {
+        "actions": [step("pvwtasks.apache:ensure_site", SETTINGS)],
+        "file_dep": [SETTINGS.layout.vhost_file],
+        "uptodate": [check("pvwtasks.apache:site_current", SETTINGS,
+                           why="Apache is not managed, or its site is the rendered vhost, enabled")],
+        "task_dep": _LOCKED + ["render_vhost"],
+        "meta": {"mail": "rendered", "label": "apache site"},
+    }
 
 
 def task_compare_hash():
@@ -208,6 +221,12 @@ def task_launcher():
     }
 
 
+def task_prune_logs():
+    """Delete session logs older than [logrotate] session_log_days (not those of live sessions)."""
+    return {"actions": [step("pvwtasks.logfiles:prune_session_logs", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
+
+
 def task_notify():
     """Mail the run's result: a new version (if enabled) or an unchanged upstream."""
     return {
@@ -223,7 +242,7 @@ def task_update():
     return {
         "actions": None,
         "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", *_RENDERED,
-                     "compare_hash", "launcher", "notify"],
+                     "apache_site", "compare_hash", "launcher", "prune_logs", "notify"],
     }
 
 
@@ -277,6 +296,11 @@ def task_install_vhost():
     """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
     return {"actions": [step("pvwtasks.apache:install_vhost", SETTINGS)], "uptodate": [False],
             "task_dep": ["render_vhost", "proxy_file"]}
+
+
+def task_uninstall_vhost():
+    """Remove the vhost's link and file from Apache's sites, then reload Apache gracefully if it runs."""
+    return {"actions": [step("pvwtasks.apache:uninstall_vhost", SETTINGS)], "uptodate": [False]}
 
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,
