@@ -140,7 +140,8 @@ def _post_watching_app(settings: Settings, app: str, url: str, launcher: psutil.
             raise LauncherError(f"health check: the {app} session's app exited before printing its "
                                 f"ready line (POST {url}); {_where(settings, since)}")
     if "error" in outcome:
-        raise LauncherError(f"health check: POST {url} failed: {outcome['error']}")
+        front = " through the front (Apache)" if settings.web.manage_apache else ""
+        raise LauncherError(f"health check{front}: POST {url} failed: {outcome['error']}")
     return outcome["answer"]
 
 
