@@ -195,6 +195,16 @@ def task_apache_site():
     }
 
 
+def task_web_access():
+    """Make what Apache serves (www/, client links, docs, the way to proxy.txt) readable by the web user."""
+    return {
+        "actions": [step("pvwtasks.webaccess:open_served", SETTINGS)],
+        "uptodate": [check("pvwtasks.webaccess:served_open", SETTINGS,
+                           why="everything Apache serves is readable by the web user")],
+        "task_dep": _LOCKED + ["proxy_file", "render_index"],
+    }
+
+
 def task_compare_hash():
     """Compare the archive's sha256 with the last run's: report changed or unchanged."""
     return {
@@ -242,7 +252,7 @@ def task_update():
     return {
         "actions": None,
         "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", *_RENDERED,
-                     "apache_site", "compare_hash", "launcher", "prune_logs", "notify"],
+                     "apache_site", "web_access", "compare_hash", "launcher", "prune_logs", "notify"],
     }
 
 
