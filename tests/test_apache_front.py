@@ -143,3 +143,31 @@ def test_uninstall_vhost_removes_the_site_and_reloads(front):
     again = run_doit(front["config"], "uninstall_vhost")
     assert again.returncode == 0 and "not installed; nothing to remove" in again.output
     assert managed.calls_made() == calls
+
+
+def test_uninstall_vhost_leaves_a_stopped_apache_stopped(front):
+    assert run_doit(front["config"], "update").returncode == 0
+    managed = front["apache"]
+    managed.stop()
+    calls = managed.calls_made()
+    done = run_doit(front["config"], "uninstall_vhost")
+    assert done.returncode == 0, done.output
+    assert "Apache is not running; not reloaded" in done.output
+    assert managed.calls_made() == calls and managed.pid() is None
+    assert not (managed.sites / "pvw-vhost.conf").exists()
+
+
+def test_a_failed_graceful_puts_the_previous_site_back(front):
+    assert run_doit(front["config"], "update").returncode == 0
+    managed = front["apache"]
+    installed = managed.sites / "pvw-vhost.conf"
+    good = installed.read_bytes()
+    text = managed.ctl.read_text()
+    assert "  graceful|start" in text
+    managed.ctl.write_text(text.replace("  graceful|start", '  graceful) echo "httpd could not be restarted" >&2; '
+                                                        "exit 7 ;;\n  start"))
+    _set(front["config"], "proxy_timeout = 600\n", "proxy_timeout = 700\n")
+    done = run_doit(front["config"], "update")
+    assert done.returncode != 0
+    assert "graceful` failed: httpd could not be restarted" in done.output
+    assert installed.read_bytes() == good
