@@ -171,3 +171,25 @@ def test_a_failed_graceful_puts_the_previous_site_back(front):
     assert done.returncode != 0
     assert "graceful` failed: httpd could not be restarted" in done.output
     assert installed.read_bytes() == good
+
+
+def test_a_new_release_behind_a_broken_front_is_rolled_back(front, http_server):
+    from pvwtasks import releases
+
+    assert run_doit(front["config"], "update").returncode == 0
+    settings = config.load(front["config"])
+    good = releases.live_release(settings.layout)
+    newer = build_release(http_server.root, "5.13.1")
+    text = front["config"].read_text()
+    old_url = next(line for line in text.splitlines() if line.startswith("url = "))
+    _set(front["config"], old_url, f'url = "{http_server.url(newer.name)}"')
+    dead = free_port()  # and the front moves to a port Apache does not listen on
+    _set(front["config"], f"http_port = {front['port']}\n", f"http_port = {dead}\n")
+    done = run_doit(front["config"], "update")
+    assert done.returncode != 0
+    assert "through the front (Apache)" in done.output
+    assert f"rolling back to {good.name}" in done.output
+    live = releases.live_release(settings.layout)
+    assert live.name == good.name
+    bad = [r for r in releases.all_releases(settings.layout) if r.name != good.name]
+    assert len(bad) == 1 and bad[0].version == "5.13.1" and bad[0].failed
