@@ -303,7 +303,7 @@ def task_uninstall_cron():
 
 
 def task_install_vhost():
-    """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
+    """Enable the Apache modules, copy the vhost into Apache's sites, enable it, configtest, reload gracefully."""
     return {"actions": [step("pvwtasks.apache:install_vhost", SETTINGS)], "uptodate": [False],
             "task_dep": ["render_vhost", "proxy_file"]}
 
