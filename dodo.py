@@ -188,7 +188,8 @@ def task_render_start():
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",))
+    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",),
+                        extra={"web": _keys("web", "manage_apache", "apachectl")})
 
 
 def task_render_cron():
@@ -209,6 +210,28 @@ def task_render_index():
                         extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
                                "trame_apps": sorted(SETTINGS.apps.apps),
                                "endpoint": SETTINGS.launcher.endpoint})
+
+
+def task_apache_site():
+    """Reinstall a changed vhost into Apache ([web] manage_apache): configtest, graceful, restore on failure."""
+    return {
+        "actions": [step("pvwtasks.apache:ensure_site", SETTINGS)],
+        "file_dep": [SETTINGS.layout.vhost_file],
+        "uptodate": [check("pvwtasks.apache:site_current", SETTINGS,
+                           why="Apache is not managed, or its site is the rendered vhost, enabled")],
+        "task_dep": _LOCKED + ["render_vhost"],
+        "meta": {"mail": "rendered", "label": "apache site"},
+    }
+
+
+def task_web_access():
+    """Make what Apache serves (www/, client links, docs, the way to proxy.txt) readable by the web user."""
+    return {
+        "actions": [step("pvwtasks.webaccess:open_served", SETTINGS)],
+        "uptodate": [check("pvwtasks.webaccess:served_open", SETTINGS,
+                           why="everything Apache serves is readable by the web user")],
+        "task_dep": _LOCKED + ["proxy_file", "render_index"],
+    }
 
 
 def task_compare_hash():
@@ -237,6 +260,12 @@ def task_launcher():
     }
 
 
+def task_prune_logs():
+    """Delete session logs older than [logrotate] session_log_days (not those of live sessions)."""
+    return {"actions": [step("pvwtasks.logfiles:prune_session_logs", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
+
+
 def task_notify():
     """Mail the run's result: a new version (if enabled) or an unchanged upstream."""
     return {
@@ -252,8 +281,8 @@ def task_update():
     return {
         "actions": None,
         "task_dep": ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash",
-                     "proxy_file", *_RENDERED,
-                     "compare_hash", "launcher", "notify"],
+                     "proxy_file", *_RENDERED, "apache_site", "web_access", "compare_hash", "launcher", "prune_logs",
+                     "notify"],
     }
 
 
@@ -306,9 +335,14 @@ def task_uninstall_cron():
 
 
 def task_install_vhost():
-    """Copy the vhost into Apache's sites, enable it, configtest, then reload gracefully."""
+    """Enable the Apache modules, copy the vhost into Apache's sites, enable it, configtest, reload gracefully."""
     return {"actions": [step("pvwtasks.apache:install_vhost", SETTINGS)], "uptodate": [False],
             "task_dep": ["render_vhost", "proxy_file"]}
+
+
+def task_uninstall_vhost():
+    """Remove the vhost's link and file from Apache's sites, then reload Apache gracefully if it runs."""
+    return {"actions": [step("pvwtasks.apache:uninstall_vhost", SETTINGS)], "uptodate": [False]}
 
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,

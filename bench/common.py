@@ -189,7 +189,7 @@ port_range = [{first}, {first + port_count}]
 stop_grace = 5
 start_timeout = 30
 {extra}
-""")
+""" + ("" if "[web]" in extra else "\n[web]\n# the benchmarks run no system Apache\nmanage_apache = false\n"))
     return path
 
 

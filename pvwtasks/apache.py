@@ -4,7 +4,8 @@ Debian's ``apache2 -t`` against /etc/apache2 needs the variables of
 /etc/apache2/envvars, so the vhost is checked inside a minimal ``httpd.conf``
 of our own that loads just the modules it uses.  The same builder serves
 tests that run a real Apache in the foreground.  ``install_vhost`` (``doit
-install_vhost``) is the one step that changes the system's Apache.
+install_vhost``, ``uninstall_vhost``, and ``update``'s ``apache_site`` when
+``[web] manage_apache`` is on) are the steps that change the system's Apache.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import os
 import shlex
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+
+import psutil
 
 from . import programs
 from .config import Settings
@@ -25,14 +29,23 @@ log = logging.getLogger(__name__)
 
 MODULES_DIR = Path("/usr/lib/apache2/modules")
 MODULES = ["mpm_event", "authz_core", "dir", "mime", "proxy", "proxy_http", "proxy_wstunnel", "rewrite"]
+# What the rendered vhost needs enabled in the system's Apache (``a2enmod``); ssl too with TLS.
+SITE_MODULES = ["proxy", "proxy_http", "proxy_wstunnel", "rewrite", "headers"]
+DEFAULT_SITE = "000-default"
 _INSTALL_HINT = "install Apache with `apt-get install apache2`, or fix [web] apachectl"
 
 
-def httpd_conf(folder: Path, ports: list[int], include: Path | str, ssl: bool = False) -> Path:
-    """Write ``folder/httpd.conf``: listening on 127.0.0.1:``ports``, Including ``include``."""
+def httpd_conf(folder: Path, ports: list[int], include: Path | str, ssl: bool = False,
+               user: str = "", group: str = "") -> Path:
+    """Write ``folder/httpd.conf``: listening on 127.0.0.1:``ports``, Including ``include``.
+
+    ``user``/``group``: the account Apache's children run as (only when started as root).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     modules = MODULES + (["ssl", "socache_shmcb"] if ssl else [])
     lines = [
+        *([f"User {user}"] if user else []),
+        *([f"Group {group}"] if group else []),
         f'ServerRoot "{folder}"',
         f'PidFile "{folder}/httpd.pid"',
         f'DefaultRuntimeDir "{folder}"',
@@ -111,15 +124,100 @@ def _restore(path: Path, text: bytes | None, link: Path, target: str | None) -> 
         replace_symlink(link, target)
 
 
-def install_vhost(settings: Settings) -> None:
-    """Install the rendered vhost into Apache: copy, enable, configtest, then reload gracefully.
+def needed_modules(settings: Settings) -> list[str]:
+    """The Apache modules the rendered vhost uses (``ssl`` too with TLS)."""
+    return SITE_MODULES + (["ssl"] if settings.web.tls else [])
 
-    Copies conf/pvw-vhost.conf to ``[web] sites_dir/site_name`` and links
-    it from ``[web] enabled_dir``.  When ``apachectl configtest`` fails
-    (or apachectl is missing: MissingProgram), the previous file and link
-    are put back and RenderError carries the configtest output; Apache is
-    not reloaded then.  Does nothing when the same file is already
-    installed and enabled.
+
+def _confdir(settings: Settings) -> Path | None:
+    """Apache's Debian-style config folder (holding mods-available beside ``[web] enabled_dir``), or None."""
+    folder = Path(settings.web.enabled_dir).parent
+    return folder if (folder / "mods-available").is_dir() and (folder / "mods-enabled").is_dir() else None
+
+
+def _a2(settings: Settings, program: str, names: list[str], what: str) -> None:
+    """Run ``a2enmod``/``a2dissite`` on Apache's config folder; RenderError when it fails."""
+    confdir = _confdir(settings)
+    done = programs.run([program, "-q", *names], what, "install Apache with `apt-get install apache2`",
+                        env={"APACHE_CONFDIR": str(confdir)})
+    if done.returncode != 0:
+        output = "; ".join(line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip())
+        raise RenderError(f"`{program} {' '.join(names)}` failed: {output or 'exit status ' + str(done.returncode)}")
+
+
+def enable_modules(settings: Settings) -> list[str]:
+    """Enable the modules the vhost needs that are not enabled yet (``a2enmod``); the ones it enabled.
+
+    Does nothing (and says so) when ``[web] enabled_dir`` has no Debian-style
+    mods-available/mods-enabled beside it.  Raises RenderError when a2enmod fails.
+    """
+    confdir = _confdir(settings)
+    wanted = needed_modules(settings)
+    if confdir is None:
+        log.info("no mods-enabled beside %s: Apache modules %s not checked", settings.web.enabled_dir,
+                 ", ".join(wanted))
+        return []
+    missing = [name for name in wanted if not (confdir / "mods-enabled" / f"{name}.load").exists()]
+    if missing:
+        _a2(settings, "a2enmod", missing, "enabling Apache modules")
+    return missing
+
+
+def disable_default_site(settings: Settings) -> bool:
+    """``a2dissite 000-default`` when ``[web] disable_default_site`` is on and it is enabled; True when done."""
+    link = Path(settings.web.enabled_dir) / f"{DEFAULT_SITE}.conf"
+    if not settings.web.disable_default_site or not (link.exists() or link.is_symlink()):
+        return False
+    if _confdir(settings) is not None:
+        _a2(settings, "a2dissite", [DEFAULT_SITE], "disabling Apache's default site")
+    else:
+        link.unlink()
+    return True
+
+
+def running_pid(settings: Settings) -> int | None:
+    """The PID of the running Apache from ``[web] pid_file`` (confirmed by its program name), or None."""
+    try:
+        pid = int(Path(settings.web.pid_file).read_text().split()[0])
+        name = psutil.Process(pid).name()
+    except (OSError, ValueError, IndexError, psutil.Error):
+        return None
+    return pid if name.startswith(("apache2", "httpd")) else None
+
+
+def _reload(settings: Settings) -> str:
+    """``apachectl graceful`` (which starts a stopped Apache); "reloaded" or "started"."""
+    apachectl = _apachectl(settings)
+    was_running = running_pid(settings) is not None
+    reload = programs.run([*apachectl, "graceful"], "apache graceful reload", _INSTALL_HINT)
+    if reload.returncode != 0:
+        raise RenderError(f"`{' '.join(apachectl)} graceful` failed: "
+                          f"{(reload.stderr or reload.stdout).strip() or reload.returncode}")
+    if was_running:
+        return "reloaded Apache gracefully"
+    deadline = time.monotonic() + 10
+    while running_pid(settings) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return "started Apache (it was not running)"
+
+
+def _say(what: list[str]) -> str:
+    return "; ".join(what)
+
+
+def install_vhost(settings: Settings) -> dict:
+    """Install the rendered vhost into Apache: modules, copy, enable, configtest, then reload gracefully.
+
+    Enables the modules the vhost needs (``a2enmod``, see
+    :func:`enable_modules`), disables Debian's default site when
+    ``[web] disable_default_site`` is on, copies conf/pvw-vhost.conf to
+    ``[web] sites_dir/site_name`` and links it from ``[web] enabled_dir``.
+    When ``apachectl configtest`` fails (or apachectl is missing:
+    MissingProgram), the previous file and link are put back and RenderError
+    carries the configtest output; Apache is not reloaded then.  Does not
+    copy or reload when the same file is already installed and enabled.
+    Logs and returns what it did: modules enabled, site installed, default
+    site disabled, and whether Apache was reloaded or started.
     """
     source = settings.layout.vhost_file
     try:
@@ -127,11 +225,20 @@ def install_vhost(settings: Settings) -> None:
     except OSError:
         raise RenderError(f"{source} is missing; run `doit render_vhost` first") from None
     dest, link = _site_paths(settings)
+    done: dict = {"modules_enabled": enable_modules(settings), "default_site_disabled": disable_default_site(settings),
+                  "installed": False, "apache": ""}
+    what = [f"enabled Apache modules {', '.join(done['modules_enabled'])}"] if done["modules_enabled"] else []
+    if done["default_site_disabled"]:
+        what.append(f"disabled the default site {DEFAULT_SITE}")
     old_text = dest.read_bytes() if dest.is_file() else None
     old_link = os.readlink(link) if link.is_symlink() else None
     if old_text == text and old_link is not None and (link.parent / old_link).resolve() == dest.resolve():
-        log.info("%s is already installed and enabled", dest)
-        return
+        if what:
+            done["apache"] = _reload(settings)
+            log.info("%s; %s is already installed and enabled; %s", _say(what), dest, done["apache"])
+        else:
+            log.info("%s is already installed and enabled", dest)
+        return done
     atomic_write_bytes(dest, text, 0o644)
     replace_symlink(link, os.path.relpath(dest, link.parent))
     apachectl = _apachectl(settings)
@@ -145,8 +252,63 @@ def install_vhost(settings: Settings) -> None:
         output = "; ".join(line.strip() for line in (test.stdout + test.stderr).splitlines() if line.strip())
         raise RenderError(f"`{' '.join(apachectl)} configtest` rejects {dest.name}, previous state restored: "
                           f"{output or 'exit status ' + str(test.returncode)}")
-    reload = programs.run([*apachectl, "graceful"], "apache graceful reload", _INSTALL_HINT)
-    if reload.returncode != 0:
-        raise RenderError(f"`{' '.join(apachectl)} graceful` failed: "
-                          f"{(reload.stderr or reload.stdout).strip() or reload.returncode}")
-    log.info("installed %s, enabled it and reloaded Apache gracefully", dest)
+    done["installed"] = True
+    what.append(f"installed {dest} and enabled it")
+    try:
+        done["apache"] = _reload(settings)
+    except RenderError:
+        _restore(dest, old_text, link, old_link)
+        raise
+    log.info("%s; %s", _say(what), done["apache"])
+    return done
+
+
+def site_current(settings: Settings) -> bool:
+    """True when Apache is not managed, or its site is the rendered vhost, enabled (``apache_site``'s check).
+
+    Never raises.
+    """
+    if not settings.web.manage_apache:
+        return True
+    try:
+        dest, link = _site_paths(settings)
+        return (dest.read_bytes() == settings.layout.vhost_file.read_bytes() and link.is_symlink()
+                and link.resolve() == dest.resolve())
+    except (OSError, RenderError) as err:
+        log.info("installed vhost not checked: %s", err)
+        return False
+
+
+def ensure_site(settings: Settings) -> dict:
+    """``update``'s ``apache_site``: reinstall a changed vhost when ``[web] manage_apache`` is on.
+
+    See :func:`install_vhost` (configtest, graceful, the previous site put
+    back on failure).  Does nothing, and says so, when Apache is not managed.
+    """
+    if not settings.web.manage_apache:
+        log.info("Apache is not managed ([web] manage_apache = false); its site is left alone")
+        return {"managed": False}
+    return {"managed": True, **install_vhost(settings)}
+
+
+def uninstall_vhost(settings: Settings) -> dict:
+    """Remove the site's link and file from Apache, then reload it gracefully if it runs.
+
+    Logs and returns what it did.  Raises RenderError when the reload fails
+    (the files are gone then).  A stopped Apache is left stopped.
+    """
+    dest, link = _site_paths(settings)
+    removed = []
+    for path in (link, dest):
+        if path.is_symlink() or path.exists():
+            path.unlink()
+            removed.append(str(path))
+    if not removed:
+        log.info("%s is not installed; nothing to remove", dest)
+        return {"removed": [], "apache": ""}
+    if running_pid(settings) is None:
+        state = "Apache is not running; not reloaded"
+    else:
+        state = _reload(settings)
+    log.info("removed %s; %s", " and ".join(removed), state)
+    return {"removed": removed, "apache": state}

@@ -203,6 +203,9 @@ class Web:
     sites_dir: Path = Path("/etc/apache2/sites-available")
     enabled_dir: Path = Path("/etc/apache2/sites-enabled")
     apachectl: str = "apache2ctl"
+    manage_apache: bool = True  # `update` reinstalls a changed vhost, and health-checks through Apache
+    disable_default_site: bool = False  # `install_vhost` runs `a2dissite 000-default`
+    pid_file: Path = Path("/var/run/apache2/apache2.pid")  # tells whether Apache runs (started vs reloaded)
 
     @property
     def tls(self) -> bool:
@@ -297,6 +300,7 @@ class Logrotate:
     create_mode: OctalMode = "0660"
     owner: str = ""
     group: str = ""
+    session_log_days: PositiveInt = 30  # session logs (logs/launcher/*) older than this are deleted
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,11 @@ client (the handshake, 101 and Sec-WebSocket-Accept checked by aiohttp),
 close it cleanly, DELETE the session, and make sure the app ended and its
 line left proxy.txt.  The wslink launcher makes a client wait its whole
 ``timeout`` even for an app that crashed at start, so the launcher's new
-children are watched while the POST waits.
+children are watched while the POST waits.  With ``[web] manage_apache``
+on, the check goes through the front: the POST and DELETE to Apache's
+``http(s)://server_name:port/<endpoint>/`` and the websocket to the
+``sessionURL`` it hands out (Apache's ``/proxy`` rewrite), so a broken
+front fails it.
 """
 
 from __future__ import annotations
@@ -64,7 +68,20 @@ def open_websocket(host: str, port: int, path: str, timeout: float = WEBSOCKET_T
     import aiohttp  # the launcher's own dependency (wslink); only the health check needs it
 
     url = f"ws://{url_host(loopback_host(host))}:{port}/{path.lstrip('/')}"
-    where = f"websocket to {host}:{port}/{path}"
+    open_websocket_url(url, f"websocket to {host}:{port}/{path}", timeout)
+
+
+def front_url(settings: Settings) -> str:
+    """The launcher's URL through Apache: ``http(s)://server_name[:port]/<endpoint>/``."""
+    web = settings.web
+    scheme, port, default = ("https", web.https_port, 443) if web.tls else ("http", web.http_port, 80)
+    host = url_host(web.server_name) + ("" if port == default else f":{port}")
+    return f"{scheme}://{host}/{settings.launcher.endpoint.strip('/')}/"
+
+
+def open_websocket_url(url: str, where: str, timeout: float = WEBSOCKET_TIMEOUT) -> None:
+    """Open the websocket ``url`` (ws:// or wss://) with aiohttp and close it cleanly; LauncherError if not."""
+    import aiohttp
 
     async def handshake() -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
@@ -123,7 +140,8 @@ def _post_watching_app(settings: Settings, app: str, url: str, launcher: psutil.
             raise LauncherError(f"health check: the {app} session's app exited before printing its "
                                 f"ready line (POST {url}); {_where(settings, since)}")
     if "error" in outcome:
-        raise LauncherError(f"health check: POST {url} failed: {outcome['error']}")
+        front = " through the front (Apache)" if settings.web.manage_apache else ""
+        raise LauncherError(f"health check{front}: POST {url} failed: {outcome['error']}")
     return outcome["answer"]
 
 
@@ -137,7 +155,8 @@ def check(settings: Settings) -> dict:
     Writes nothing but what ending the session changes in proxy.txt.
     """
     cfg = settings.launcher
-    url, app = cfg.url, app_name(settings)
+    front = settings.web.manage_apache
+    url, app = (front_url(settings) if front else cfg.url), app_name(settings)
     launcher = processes.find_launcher(settings)
     try:
         before = {c.pid for c in launcher.children(recursive=True)} if launcher else set()
@@ -151,19 +170,24 @@ def check(settings: Settings) -> dict:
         body = {}
     if answer.status_code != 200 or not isinstance(body, dict) or "sessionURL" not in body:
         error = body.get("error") if isinstance(body, dict) else None
-        raise LauncherError(f"health check: POST {url} {{application: {app}}} answered "
+        raise LauncherError(f"health check{' through the front (Apache)' if front else ''}: POST {url} "
+                            f"{{application: {app}}} answered "
                             f"{answer.status_code} {error or answer.text[:200]!r}; {_where(settings, started_wall)}")
     session_id, host, port = body.get("id"), body.get("host") or cfg.host, int(body.get("port", 0))
     post_seconds = time.monotonic() - started
     apps = _session_processes(launcher, before, port)
     try:
-        query = parse_qs(urlsplit(body["sessionURL"]).query)
-        open_websocket(host, port, query.get("path", ["ws"])[0])
+        if front:  # Apache's /proxy rewrite, through proxy.txt, to the session's port
+            open_websocket_url(body["sessionURL"], f"websocket through the front {body['sessionURL']}")
+        else:
+            query = parse_qs(urlsplit(body["sessionURL"]).query)
+            open_websocket(host, port, query.get("path", ["ws"])[0])
     finally:
         _end_session(settings, url, session_id, apps)
-    log.info("health check ok: %s session came up in %.2f s and was ended", app, post_seconds)
+    log.info("health check ok%s: %s session came up in %.2f s and was ended",
+             f" through the front {url}" if front else "", app, post_seconds)
     return {"ok": True, "at": time.time(), "app": app, "post_seconds": round(post_seconds, 3),
-            "seconds": round(time.monotonic() - started, 3)}
+            "seconds": round(time.monotonic() - started, 3), "url": url}
 
 
 def _end_session(settings: Settings, url: str, session_id: str | None, apps: list[psutil.Process]) -> None:

@@ -31,19 +31,19 @@ def find(name: str) -> str | None:
 
 
 def run(words: list[str], what: str, install_hint: str, stdin: str | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess:
+        timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``words`` (never through a shell) with its output captured as text.
 
     ``words[0]`` is looked up with :func:`find`.  Raises MissingProgram,
     saying how to install it (``install_hint``), when the program is not
     there, and ProgramError when it cannot be run or does not finish in
-    ``timeout`` seconds.
+    ``timeout`` seconds.  ``env``: variables added to this process's environment.
     A non-zero exit is returned, not raised: the caller knows what it means.
     """
     program = find(words[0]) or words[0]
     try:
         return subprocess.run([program, *words[1:]], input=stdin, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         raise MissingProgram(f"{what}: the {os.path.basename(words[0])} program is missing "
                              f"({words[0]} is not in PATH or sbin); {install_hint}") from None

@@ -259,9 +259,20 @@ def _logrotate_values(settings: Settings) -> dict:
         "launcher_log": layout.launcher_log,
         "launcher_own_log": layout.session_logs / "launcherLog.log",
         "session_logs": layout.session_logs / "*.txt",
+        "apache_access_log": layout.apache_access_log,
+        "apache_error_log": layout.apache_error_log,
+        "apache_managed": settings.web.manage_apache,
+        "graceful_command": _graceful_command(settings),
         "state_file": layout.logrotate_state,
         "conf_file": layout.logrotate_conf,
     }
+
+
+def _graceful_command(settings: Settings) -> str:
+    """The shell words of ``[web] apachectl graceful`` for logrotate's postrotate (program by full path)."""
+    words = shlex.split(settings.web.apachectl) or ["apache2ctl"]
+    words[0] = programs.find(words[0]) or words[0]
+    return shlex.join([*words, "graceful"])
 
 
 def _cron_values(settings: Settings, dodo: str | Path | None = None, task: str = "update") -> dict:

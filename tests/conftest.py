@@ -171,8 +171,17 @@ stop_grace = 5
 start_timeout = 20
 {extra}
 """
-    path.write_text(text)
+    path.write_text(_unmanaged_apache(text))
     return path
+
+
+def _unmanaged_apache(text: str) -> str:
+    """``[web] manage_apache = false`` (tests run no system Apache) unless the config sets it."""
+    if re.search(r"^\s*manage_apache\s*=", text, re.M):
+        return text
+    if re.search(r"^\s*\[web\]\s*$", text, re.M):
+        return re.sub(r"^\s*\[web\]\s*$", "[web]\nmanage_apache = false", text, count=1, flags=re.M)
+    return text + "\n[web]\nmanage_apache = false\n"
 
 
 def stop_deployment_processes(root: Path, grace: float = 5.0) -> list[int]:

@@ -420,7 +420,7 @@ def test_noop_update_keeps_launcher_and_open_session(dep):
 def test_update_restarts_when_launch_json_changes(dep):
     deploy(dep)
     pid = pidfile_pid(dep["settings"])
-    text = dep["config"].read_text().replace("[launcher]", '[web]\nserver_name = "pvw.example.org"\n\n[launcher]')
+    text = dep["config"].read_text().replace("[web]\n", '[web]\nserver_name = "pvw.example.org"\n', 1)
     dep["config"].write_text(text)
     done = run_doit(dep["config"], "update")
     assert done.returncode == 0, done.output
