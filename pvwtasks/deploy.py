@@ -66,8 +66,8 @@ def ensure_running(settings: Settings) -> dict:
     started = time.monotonic()
     try:
         result = launcher.restart(settings)
-    except launcher.PortBusy:
-        raise
+    except (launcher.PortBusy, launcher.AccountError):
+        raise  # not the release's fault: no rollback
     except LauncherError as err:
         if live is None or live.healthy_at is not None:
             raise  # nothing installed, or this very release ran healthy before: not a bad version switch

@@ -27,13 +27,17 @@ from . import health, processes, proxyfile, systemd
 from .config import Settings
 from .errors import LauncherError
 from .fsutil import atomic_write_text, remove_quietly
-from .layout import LauncherRecord, live_name
+from .layout import LauncherRecord, live_name, read_pid
 
 log = logging.getLogger(__name__)
 
 
 class PortBusy(LauncherError):
     """The launcher's port is held by a process that is not this deployment's."""
+
+
+class AccountError(LauncherError):
+    """The launcher may not run as root, or its service account does not exist (a config problem)."""
 
 
 def _sha256(path: Path) -> str | None:
@@ -80,6 +84,7 @@ def why_restart(settings: Settings) -> str | None:
     start.sh, last health check ok, and answering on its port.
     """
     layout, cfg = settings.layout, settings.launcher
+    sync_unit_pid(settings)
     launcher = processes.find_launcher(settings)
     if launcher is None:
         return "the launcher is not running"
@@ -177,16 +182,16 @@ def service_account(settings: Settings) -> pwd.struct_passwd | None:
     if not cfg.user:
         if cfg.allow_root:
             return None
-        raise LauncherError(ROOT_REFUSED)
+        raise AccountError(ROOT_REFUSED)
     try:
         account = pwd.getpwnam(cfg.user)
     except KeyError:
-        raise LauncherError(f"{settings.path}: [launcher] user: no such user {cfg.user!r}; "
+        raise AccountError(f"{settings.path}: [launcher] user: no such user {cfg.user!r}; "
                             f"create it with `useradd --system {cfg.user}`") from None
     if account.pw_uid == 0:
         if cfg.allow_root:
             return None
-        raise LauncherError(ROOT_REFUSED)
+        raise AccountError(ROOT_REFUSED)
     return account
 
 
@@ -222,8 +227,7 @@ def launcher_unit(settings: Settings) -> str:
 
 def _check_launch_files(settings: Settings) -> None:
     """Refuse to (re)start with a missing start.sh or an unusable launch.json (before any downtime)."""
-    if not supervised_by_systemd(settings):
-        service_account(settings)  # refuses root before anything is stopped
+    service_account(settings)  # refuses root before anything is stopped
     start_sh, launch_json = settings.layout.start_script, settings.layout.launch_json
     if not start_sh.is_file():
         raise LauncherError(f"{start_sh} missing; run `doit render_start` first")
@@ -256,11 +260,11 @@ def _launch(settings: Settings) -> psutil.Process:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.session_logs.mkdir(parents=True, exist_ok=True)
     log_path = layout.launcher_log
+    log_path.touch()
+    as_account = _run_as(settings)  # the files it writes become the service account's
     if supervised_by_systemd(settings):
-        proc = _start_unit(settings)
+        proc = _start_unit(settings)  # the unit's User= is that account
     else:
-        log_path.touch()
-        as_account = _run_as(settings)
         with open(os.devnull, "rb") as devnull, open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 ["/bin/sh", str(layout.start_script)], stdin=devnull, stdout=out, stderr=out,
@@ -300,6 +304,24 @@ class _UnitProcess:
         if self.returncode is None and not psutil.pid_exists(self.pid):
             self.returncode = 1  # systemd reaps it; its status is in `systemctl status`
         return self.returncode
+
+
+def sync_unit_pid(settings: Settings) -> None:
+    """Under systemd, point the pidfile at the launcher service's main PID (systemd may have restarted it).
+
+    Does nothing for cron supervision, or when systemctl cannot answer.
+    Never raises.
+    """
+    if not supervised_by_systemd(settings):
+        return
+    try:
+        shown = systemd.systemctl("show", "--property=MainPID", "--value", launcher_unit(settings)).stdout.strip()
+    except Exception as err:  # noqa: BLE001 - status and checks must answer without systemd
+        log.debug("cannot ask systemd for the launcher's PID: %s", err)
+        return
+    if shown.isdigit() and int(shown) and read_pid(settings.layout.pid_file) != int(shown):
+        atomic_write_text(settings.layout.pid_file, f"{shown}\n", 0o644)
+        log.info("the launcher service's main PID is now %s", shown)
 
 
 def _start_unit(settings: Settings) -> _UnitProcess:

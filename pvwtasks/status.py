@@ -72,6 +72,7 @@ def collect(settings: Settings) -> dict:
             "bytes": releases.du(layout.release_dir(release.name)),
             "failed": (failure.get("reason") or "").splitlines()[0][:200] if isinstance(failure, dict) else None,
         })
+    launcher.sync_unit_pid(settings)
     proc = processes.find_launcher(settings)
     started = launcher.record(settings)
     running = proc is not None

@@ -12,10 +12,11 @@ one line; when that fails, one ERROR line and exit status 1.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 
-from . import config, lock, processes
+from . import config, launcher, lock, processes
 from .config import Settings
 from .errors import LockHeld, PvwError
 
@@ -34,6 +35,7 @@ def check(settings: Settings) -> str | None:
         lock.acquire(layout.lock_file)
     except LockHeld:
         return None  # an update runs; it leaves the launcher running
+    launcher.sync_unit_pid(settings)
     if processes.find_launcher(settings) is not None:
         return None
     from . import deploy  # only now: it brings the HTTP and render stack
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
               "Start this deployment's launcher if it is not running; silent when it runs.")
         return 0
     logging.basicConfig(level=logging.ERROR, format="%(message)s")  # its one line says what it did
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    stamp = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} pvwtasks[{os.getpid()}]"  # update.log's line format
     try:
         line = check(config.load(config.config_path(args[0] if args else None)))
     except PvwError as err:

@@ -167,9 +167,9 @@ state.mkdir(exist_ok=True)
 def pid_of(unit):
     try:
         pid = int((state / unit).read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+        stat = Path(f"/proc/{{pid}}/stat").read_text()
+        return 0 if stat.rsplit(")", 1)[1].split()[0] == "Z" else pid  # a zombie is dead
+    except (OSError, ValueError, IndexError):
         return 0
 def unit_value(unit, key):
     for line in (unit_dir / unit).read_text().splitlines():
@@ -274,6 +274,14 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     status = run_doit(dep["config"], "status", env=env)
     assert f"supervisor   systemd: {names['launcher']} active (ok)" in status.output, status.output
 
+    # systemd restarts a crashed launcher (Restart=on-failure): pvwtasks follows its new main PID.
+    os.kill(under_systemd, signal.SIGKILL)
+    wait_until(lambda: _gone(under_systemd), what="the launcher to die")
+    subprocess.run(["systemctl", "start", names["launcher"]], env=env, check=True)  # what systemd would do
+    status = run_doit(dep["config"], "status", env=env)
+    assert status.returncode == 0, status.output
+    assert pidfile_pid(settings) != under_systemd and not _gone(pidfile_pid(settings))
+
     restarted = run_doit(dep["config"], "restart_launcher", env=env)
     assert restarted.returncode == 0, restarted.output
     calls = fake_systemctl["calls"].read_text().splitlines()
@@ -284,7 +292,8 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     assert list(fake_systemctl["unit_dir"].iterdir()) == []
     calls = fake_systemctl["calls"].read_text().splitlines()
     assert f"disable --now {names['timer']} {names['launcher']}" in calls and calls[-1] == "daemon-reload"
-    assert wait_until(lambda: _gone(under_systemd) or _gone(pidfile_pid(settings)), what="the launcher to stop")
+    last = pidfile_pid(settings)
+    assert wait_until(lambda: _gone(last), what="the launcher to stop")
 
 
 def test_systemctl_missing_is_one_line(dep, tmp_path):
