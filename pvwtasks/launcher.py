@@ -150,7 +150,7 @@ def stop(settings: Settings) -> dict:
     Raises LauncherError when a process survives SIGKILL.
     """
     started = time.monotonic()
-    if supervised_by_systemd(settings):
+    if supervised_by_systemd(settings) and unit_installed(settings):
         systemd.systemctl("stop", launcher_unit(settings))  # ends the launcher's control group
     ended, killed = processes.stop_all(settings)
     remove_quietly(settings.layout.pid_file)
@@ -225,6 +225,11 @@ def launcher_unit(settings: Settings) -> str:
     return systemd.unit_names(systemd.instance_name(settings.layout.root))["launcher"]
 
 
+def unit_installed(settings: Settings) -> bool:
+    """The launcher service's unit file is in ``[deploy] systemd_unit_dir``."""
+    return (settings.deploy.systemd_unit_dir / launcher_unit(settings)).is_file()
+
+
 def _check_launch_files(settings: Settings) -> None:
     """Refuse to (re)start with a missing start.sh or an unusable launch.json (before any downtime)."""
     service_account(settings)  # refuses root before anything is stopped
@@ -262,9 +267,12 @@ def _launch(settings: Settings) -> psutil.Process:
     log_path = layout.launcher_log
     log_path.touch()
     as_account = _run_as(settings)  # the files it writes become the service account's
-    if supervised_by_systemd(settings):
+    if supervised_by_systemd(settings) and unit_installed(settings):
         proc = _start_unit(settings)  # the unit's User= is that account
     else:
+        if supervised_by_systemd(settings):
+            log.info("%s is not installed yet: starting the launcher directly; `doit install_systemd` "
+                     "hands it to systemd", launcher_unit(settings))
         with open(os.devnull, "rb") as devnull, open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 ["/bin/sh", str(layout.start_script)], stdin=devnull, stdout=out, stderr=out,
@@ -281,6 +289,8 @@ def _launch(settings: Settings) -> psutil.Process:
         if processes.port_answers(cfg.connect_host, cfg.port, 0.2):
             break
         if time.monotonic() > deadline:
+            if isinstance(proc, _UnitProcess):
+                systemd.systemctl("stop", launcher_unit(settings))  # else systemd restarts what we end
             processes.end_processes([psutil.Process(proc.pid), *processes.deployment_processes(settings)],
                                     cfg.stop_grace)
             remove_quietly(layout.pid_file)
@@ -312,7 +322,7 @@ def sync_unit_pid(settings: Settings) -> None:
     Does nothing for cron supervision, or when systemctl cannot answer.
     Never raises.
     """
-    if not supervised_by_systemd(settings):
+    if not supervised_by_systemd(settings) or not unit_installed(settings):
         return
     try:
         shown = systemd.systemctl("show", "--property=MainPID", "--value", launcher_unit(settings)).stdout.strip()

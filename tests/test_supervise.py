@@ -254,10 +254,11 @@ def test_rendered_units_pass_systemd_analyze_verify(dep, tmp_path):
 
 
 def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_removes_it(dep, fake_systemctl):
-    deploy(dep)  # started by pvwtasks itself (cron supervision)
-    detached = pidfile_pid(dep["settings"])
     _systemd_config(dep, fake_systemctl["unit_dir"])
     env = fake_systemctl["env"]
+    deploy(dep)  # the units are not installed yet: pvwtasks starts the launcher itself
+    assert not fake_systemctl["calls"].exists()
+    detached = pidfile_pid(dep["settings"])
     names = systemd.unit_names(systemd.instance_name(dep["root"]))
 
     done = run_doit(dep["config"], "install_systemd", env=env)
