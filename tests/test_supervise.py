@@ -144,7 +144,8 @@ def test_status_shows_the_supervisor_and_whether_it_is_in_place(dep, tmp_path):
 
 def test_preflight_requires_the_chosen_supervisors_program(tmp_path):
     config = tmp_path / "pvw.toml"
-    config.write_text(f'[deploy]\nroot = "{tmp_path}"\n[source]\nurl = "x.tar.gz"\n[cron]\ncrontab = "crontab -u pvw"\n')
+    config.write_text(f'[deploy]\nroot = "{tmp_path}"\n[source]\nurl = "x.tar.gz"\n'
+                      '[cron]\ncrontab = "crontab -u pvw"\n')
     assert "crontab" in preflight.required_programs(pvwconfig.load(config))
     assert "systemctl" not in preflight.required_programs(pvwconfig.load(config))
     _set(config, "[deploy]\n", '[deploy]\nsupervisor = "systemd"\n')
