@@ -173,28 +173,6 @@ def task_render_cron():
     })
 
 
-def task_render_systemd():
-    """Render the systemd units into conf/systemd/: launcher service, update service and its timer."""
-    from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
-
-    dodo = str(dodo_path())
-    units = unit_names(instance_name(SETTINGS.layout.root))
-    yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
-    slices = {
-        "launcher": {**_keys("launcher", "user", "allow_root", "proxy_group", "stop_grace")},
-        "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
-        "timer": _keys("cron", "update"),
-    }
-    templates = {"launcher": "systemd-launcher.service.j2", "update": "systemd-update.service.j2",
-                 "timer": "systemd-update.timer.j2"}
-    for kind, template in templates.items():
-        values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
-        task = _render_task(f"systemd_{kind}", template, SETTINGS.layout.systemd_units / units[kind],
-                            extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)
-        task["task_dep"] = []  # writes only under conf/systemd; no lock needed
-        yield {"name": kind, "doc": f"Render the {kind} unit into conf/systemd/.", **task}
-
-
 def task_render_index():
     """Render the landing page www/index.html: live version, hash, last update, app links."""
     layout = SETTINGS.layout
@@ -294,6 +272,28 @@ def task_install_cron():
 def task_uninstall_cron():
     """Remove pvwtasks' marked block from the user's crontab."""
     return {"actions": [step("pvwtasks.cron:uninstall_cron", SETTINGS)], "uptodate": [False]}
+
+
+def task_render_systemd():
+    """Render the systemd units into conf/systemd/: launcher service, update service and its timer."""
+    from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
+
+    dodo = str(dodo_path())
+    units = unit_names(instance_name(SETTINGS.layout.root))
+    yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
+    slices = {
+        "launcher": {**_keys("launcher", "user", "allow_root", "proxy_group", "stop_grace")},
+        "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
+        "timer": _keys("cron", "update"),
+    }
+    templates = {"launcher": "systemd-launcher.service.j2", "update": "systemd-update.service.j2",
+                 "timer": "systemd-update.timer.j2"}
+    for kind, template in templates.items():
+        values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
+        task = _render_task(f"systemd_{kind}", template, SETTINGS.layout.systemd_units / units[kind],
+                            extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)
+        task["task_dep"] = []  # writes only under conf/systemd; no lock needed
+        yield {"name": kind, "doc": f"Render the {kind} unit into conf/systemd/.", **task}
 
 
 def task_install_systemd():

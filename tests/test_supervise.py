@@ -280,6 +280,8 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     os.kill(under_systemd, signal.SIGKILL)
     wait_until(lambda: _gone(under_systemd), what="the launcher to die")
     subprocess.run(["systemctl", "start", names["launcher"]], env=env, check=True)  # what systemd would do
+    wait_until(lambda: processes.port_answers("127.0.0.1", settings.launcher.port), timeout=30,
+               what="the restarted launcher to answer")
     status = run_doit(dep["config"], "status", env=env)
     assert status.returncode == 0, status.output
     assert pidfile_pid(settings) != under_systemd and not _gone(pidfile_pid(settings))
