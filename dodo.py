@@ -193,10 +193,11 @@ def task_render_logrotate():
 
 
 def task_render_cron():
-    """Render conf/crontab: the weekly `doit update` and logrotate lines."""
+    """Render conf/crontab: the weekly `doit update`, @reboot and watchdog lines (cron supervision), logrotate."""
     dodo = str(dodo_path())
     return _render_task("cron", "crontab.j2", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
-        **_keys("cron", "update", "logrotate"), "dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path),
+        **_keys("cron", "update", "logrotate", "watchdog"), "dodo": dodo, "task": _CRON_TASK,
+        "config": str(SETTINGS.path), "supervisor": SETTINGS.deploy.supervisor,
         "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
     })
 
@@ -332,6 +333,41 @@ def task_install_cron():
 def task_uninstall_cron():
     """Remove pvwtasks' marked block from the user's crontab."""
     return {"actions": [step("pvwtasks.cron:uninstall_cron", SETTINGS)], "uptodate": [False]}
+
+
+def task_render_systemd():
+    """Render the systemd units into conf/systemd/: launcher service, update service and its timer."""
+    from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
+
+    dodo = str(dodo_path())
+    units = unit_names(instance_name(SETTINGS.layout.root))
+    yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
+    slices = {
+        "launcher": {**_keys("launcher", "user", "allow_root", "proxy_group", "stop_grace")},
+        "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
+        "timer": _keys("cron", "update"),
+    }
+    templates = {"launcher": "systemd-launcher.service.j2", "update": "systemd-update.service.j2",
+                 "timer": "systemd-update.timer.j2"}
+    for kind, template in templates.items():
+        values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
+        task = _render_task(f"systemd_{kind}", template, SETTINGS.layout.systemd_units / units[kind],
+                            extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)
+        task["task_dep"] = []  # writes only under conf/systemd; no lock needed
+        yield {"name": kind, "doc": f"Render the {kind} unit into conf/systemd/.", **task}
+
+
+def task_install_systemd():
+    """Install the systemd units, enable them, and run the launcher under systemd ([deploy] supervisor)."""
+    return {"actions": [step("pvwtasks.deploy:install_systemd", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED + ["proxy_file", "render_systemd", "render_start", "render_launcher"],
+            "meta": _RESTART}
+
+
+def task_uninstall_systemd():
+    """Stop, disable and remove this deployment's systemd units (the launcher stops with them)."""
+    return {"actions": [step("pvwtasks.deploy:uninstall_systemd", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED}
 
 
 def task_install_vhost():

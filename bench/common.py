@@ -188,6 +188,7 @@ timeout = 15
 port_range = [{first}, {first + port_count}]
 stop_grace = 5
 start_timeout = 30
+allow_root = true  # benchmarks may run as root (pvwtasks refuses a root launcher otherwise)
 {extra}
 """ + ("" if "[web]" in extra else "\n[web]\n# the benchmarks run no system Apache\nmanage_apache = false\n"))
     return path

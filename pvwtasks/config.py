@@ -166,6 +166,8 @@ class Deploy:
     root: Path
     keep: PositiveInt = 2
     require_programs: bool = True
+    supervisor: Literal["cron", "systemd"] = "cron"  # what restarts the launcher after a crash or a reboot
+    systemd_unit_dir: Path = Path("/etc/systemd/system")  # where install_systemd puts the units
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,8 @@ class Launcher:
     timeout: PositiveInt = 25
     port_range: list[Port] = field(default_factory=lambda: [9104, 9204])
     display: str = ""
-    user: str = ""
+    user: str = ""  # the service account the launcher and its sessions run as (when pvwtasks runs as root)
+    allow_root: bool = False  # start the launcher as root when no user is set (the demo and the tests)
     proxy_group: str = "mappingfileusers"
     python_flags: list[str] = field(default_factory=lambda: ["-dr"])
     stop_grace: NonNegative = 10.0
@@ -307,6 +310,7 @@ class Logrotate:
 class Cron:
     update: Schedule = "0 4 * * 1"
     logrotate: Schedule = "55 3 * * 1"
+    watchdog: Schedule = "*/5 * * * *"  # how often cron's watchdog starts a dead launcher
     crontab: str = "crontab"
 
 

@@ -31,6 +31,11 @@ def doit_command() -> list[str]:
     return [str(doit)] if doit.is_file() else [sys.executable, "-m", "doit"]
 
 
+def watchdog_command(settings: Settings) -> list[str]:
+    """The watchdog's command: this venv's Python running ``pvwtasks.watchdog`` on the config."""
+    return [sys.executable, "-m", "pvwtasks.watchdog", str(settings.path)]
+
+
 def cron_path() -> str:
     """PATH for the crontab lines: the venv first, then the system folders (logrotate is in sbin)."""
     return ":".join([str(Path(sys.executable).parent), *programs.SYSTEM_PATH])
@@ -123,3 +128,20 @@ def uninstall_cron(settings: Settings) -> None:
         return
     _write_crontab(settings, [*before, *after])
     log.info("removed the crontab block for %s", layout.root)
+
+
+def block_state(settings: Settings) -> str:
+    """Whether this deployment's block is in the user's crontab: "installed", "outdated" or "not installed".
+
+    "outdated" when the block differs from conf/crontab.  Raises RenderError
+    or MissingProgram when the crontab cannot be read.
+    """
+    layout = settings.layout
+    _, current, _ = _split_block(_read_crontab(settings), layout)
+    if not current:
+        return "not installed"
+    try:
+        body = [line for line in layout.crontab_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError:
+        return "installed"
+    return "installed" if current[1:-1] == body else "outdated"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import launcher, pipeline, releases, render
+from . import launcher, pipeline, releases, render, systemd
 from .config import Settings
 from .errors import LauncherError, PvwError
 from .layout import ReleaseRecord, read_pid
@@ -66,8 +66,8 @@ def ensure_running(settings: Settings) -> dict:
     started = time.monotonic()
     try:
         result = launcher.restart(settings)
-    except launcher.PortBusy:
-        raise
+    except (launcher.PortBusy, launcher.AccountError):
+        raise  # not the release's fault: no rollback
     except LauncherError as err:
         if live is None or live.healthy_at is not None:
             raise  # nothing installed, or this very release ran healthy before: not a bad version switch
@@ -106,3 +106,59 @@ def _rollback(settings: Settings, bad: ReleaseRecord, good: ReleaseRecord, error
         f"{bad.version} ({bad.name}) failed its health check, rolled back to {good.version} ({good.name}) "
         f"in {seconds:.1f} s, which is live and healthy; {bad.name} is marked failed and stays on disk "
         f"until upstream changes; {error}")
+
+
+# --------------------------------------------------------------------------
+# systemd supervision
+# --------------------------------------------------------------------------
+
+
+def _unit_names(settings: Settings) -> dict[str, str]:
+    return systemd.unit_names(systemd.instance_name(settings.layout.root))
+
+
+def install_systemd(settings: Settings) -> dict:
+    """``doit install_systemd``: install the rendered units, reload systemd, run the launcher under it.
+
+    Copies conf/systemd/* into ``[deploy] systemd_unit_dir``, runs
+    ``systemctl daemon-reload``, enables the launcher service and the update
+    timer, starts the timer, and restarts the launcher through systemd (a
+    launcher started by pvwtasks itself is stopped first).  Raises
+    SystemdError when systemctl fails, PvwError when supervisor is not systemd.
+    """
+    if not launcher.supervised_by_systemd(settings):
+        raise systemd.SystemdError(f"{settings.path}: [deploy] supervisor is \"{settings.deploy.supervisor}\"; "
+                                   f"set it to \"systemd\" before `doit install_systemd`")
+    names = _unit_names(settings)
+    rendered = [render.output_path(settings.layout, render.SYSTEMD_OUTPUTS[kind]) for kind in names]
+    missing = [str(p) for p in rendered if not p.is_file()]
+    if missing:
+        raise systemd.SystemdError(f"{missing[0]} is missing; run `doit render_systemd` first")
+    changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
+    systemd.systemctl("daemon-reload")
+    systemd.systemctl("enable", names["launcher"], names["timer"])
+    systemd.systemctl("start", names["timer"])
+    log.info("installed %s in %s (%s changed); update timer started",
+             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed))
+    result = restart(settings)
+    log.info("the launcher runs under systemd as %s", names["launcher"])
+    return {"changed": changed, **result}
+
+
+def uninstall_systemd(settings: Settings) -> dict:
+    """``doit uninstall_systemd``: disable and stop the units, remove them, reload systemd.
+
+    Stopping the launcher service ends the launcher and its sessions.
+    Raises SystemdError when systemctl fails.
+    """
+    names = _unit_names(settings)
+    unit_dir = settings.deploy.systemd_unit_dir
+    present = [name for name in names.values() if (unit_dir / name).exists()]
+    if not present:
+        log.info("no systemd units of %s in %s; nothing to remove", settings.layout.root, unit_dir)
+        return {"removed": []}
+    systemd.systemctl("disable", "--now", names["timer"], names["launcher"])
+    removed = systemd.remove_units(list(names.values()), unit_dir)
+    systemd.systemctl("daemon-reload")
+    log.info("stopped, disabled and removed %s", ", ".join(removed))
+    return {"removed": removed}

@@ -11,20 +11,22 @@ no longer matches the files and the live process.
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
 import logging
 import os
+import pwd
 import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from . import processes, proxyfile
+from . import processes, proxyfile, systemd
 from .config import Settings
 from .errors import LauncherError
 from .fsutil import atomic_write_text, remove_quietly
-from .layout import LauncherRecord, live_name
+from .layout import LauncherRecord, live_name, read_pid
 
 if TYPE_CHECKING:  # psutil and health (asyncio, requests) are imported where a start or a probe needs them
     import psutil
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 
 class PortBusy(LauncherError):
     """The launcher's port is held by a process that is not this deployment's."""
+
+
+class AccountError(LauncherError):
+    """The launcher may not run as root, or its service account does not exist (a config problem)."""
 
 
 def _sha256(path: Path) -> str | None:
@@ -79,6 +85,7 @@ def why_restart(settings: Settings) -> str | None:
     names, started with the live release and the current launch.json and
     start.sh, last health check ok, and answering on its port.
     """
+    sync_unit_pid(settings)
     launcher = processes.find_launcher(settings)
     return _why_restart(settings, None if launcher is None else (launcher.pid, launcher.create_time))
 
@@ -159,6 +166,8 @@ def stop(settings: Settings) -> dict:
     Raises LauncherError when a process survives SIGKILL.
     """
     started = time.monotonic()
+    if supervised_by_systemd(settings) and unit_installed(settings):
+        systemd.systemctl("stop", launcher_unit(settings))  # ends the launcher's control group
     ended, killed = processes.stop_all(settings)
     remove_quietly(settings.layout.pid_file)
     _update_record(settings, pid=None)
@@ -171,8 +180,75 @@ def stop(settings: Settings) -> dict:
     return {"ended": ended, "killed": killed}
 
 
+ROOT_REFUSED = ("refusing to run the launcher as root: set [launcher] user to a service account "
+                "(or allow_root = true)")
+
+
+def service_account(settings: Settings) -> pwd.struct_passwd | None:
+    """The account the launcher and its sessions run as, when pvwtasks must switch to it; else None.
+
+    Only root can switch: as root, ``[launcher] user`` is that account, and
+    with no user (or user root) the launcher runs as root only when
+    ``[launcher] allow_root`` is true.  As any other user the launcher runs
+    as that user.  Raises LauncherError for an unknown account or a refused root.
+    """
+    cfg = settings.launcher
+    if os.geteuid() != 0:
+        return None
+    if not cfg.user:
+        if cfg.allow_root:
+            return None
+        raise AccountError(ROOT_REFUSED)
+    try:
+        account = pwd.getpwnam(cfg.user)
+    except KeyError:
+        raise AccountError(f"{settings.path}: [launcher] user: no such user {cfg.user!r}; "
+                            f"create it with `useradd --system {cfg.user}`") from None
+    if account.pw_uid == 0:
+        if cfg.allow_root:
+            return None
+        raise AccountError(ROOT_REFUSED)
+    return account
+
+
+def _run_as(settings: Settings) -> dict:
+    """``subprocess.Popen`` keywords that start the launcher as the service account ({} for none).
+
+    Gives the account the files the launcher writes: logs/launcher.log and
+    the session log folder (proxy.txt it writes through its proxy group).
+    """
+    account = service_account(settings)
+    if account is None:
+        return {}
+    layout = settings.layout
+    for path in (layout.launcher_log, layout.session_logs, *sorted(layout.session_logs.glob("*"))):
+        if path.exists() and not path.is_symlink():
+            os.chown(path, account.pw_uid, account.pw_gid)
+    try:
+        extra = [grp.getgrnam(settings.launcher.proxy_group).gr_gid]
+    except KeyError:
+        extra = []
+    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": extra}
+
+
+def supervised_by_systemd(settings: Settings) -> bool:
+    """True when systemd starts and stops the launcher (``[deploy] supervisor = "systemd"``)."""
+    return settings.deploy.supervisor == "systemd"
+
+
+def launcher_unit(settings: Settings) -> str:
+    """The launcher service's unit name for this deployment."""
+    return systemd.unit_names(systemd.instance_name(settings.layout.root))["launcher"]
+
+
+def unit_installed(settings: Settings) -> bool:
+    """The launcher service's unit file is in ``[deploy] systemd_unit_dir``."""
+    return (settings.deploy.systemd_unit_dir / launcher_unit(settings)).is_file()
+
+
 def _check_launch_files(settings: Settings) -> None:
     """Refuse to (re)start with a missing start.sh or an unusable launch.json (before any downtime)."""
+    service_account(settings)  # refuses root before anything is stopped
     start_sh, launch_json = settings.layout.start_script, settings.layout.launch_json
     if not start_sh.is_file():
         raise LauncherError(f"{start_sh} missing; run `doit render_start` first")
@@ -209,11 +285,19 @@ def _launch(settings: Settings) -> psutil.Process:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.session_logs.mkdir(parents=True, exist_ok=True)
     log_path = layout.launcher_log
-    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as out:
-        proc = subprocess.Popen(
-            ["/bin/sh", str(layout.start_script)], stdin=devnull, stdout=out, stderr=out,
-            cwd=layout.root, start_new_session=True, close_fds=True,
-        )
+    log_path.touch()
+    as_account = _run_as(settings)  # the files it writes become the service account's
+    if supervised_by_systemd(settings) and unit_installed(settings):
+        proc = _start_unit(settings)  # the unit's User= is that account
+    else:
+        if supervised_by_systemd(settings):
+            log.info("%s is not installed yet: starting the launcher directly; `doit install_systemd` "
+                     "hands it to systemd", launcher_unit(settings))
+        with open(os.devnull, "rb") as devnull, open(log_path, "ab") as out:
+            proc = subprocess.Popen(
+                ["/bin/sh", str(layout.start_script)], stdin=devnull, stdout=out, stderr=out,
+                cwd=layout.root, start_new_session=True, close_fds=True, **as_account,
+            )
     atomic_write_text(layout.pid_file, f"{proc.pid}\n", 0o644)
     deadline = time.monotonic() + cfg.start_timeout
     while True:
@@ -225,6 +309,8 @@ def _launch(settings: Settings) -> psutil.Process:
         if processes.port_answers(cfg.connect_host, cfg.port, 0.2):
             break
         if time.monotonic() > deadline:
+            if isinstance(proc, _UnitProcess):
+                systemd.systemctl("stop", launcher_unit(settings))  # else systemd restarts what we end
             processes.end_processes([psutil.Process(proc.pid), *processes.deployment_processes(settings)],
                                     cfg.stop_grace)
             remove_quietly(layout.pid_file)
@@ -236,6 +322,48 @@ def _launch(settings: Settings) -> psutil.Process:
     _write_record(settings, launcher)
     log.info("launcher started: PID %d on port %d", launcher.pid, cfg.port)
     return launcher
+
+
+class _UnitProcess:
+    """The launcher started by systemd: its main PID, polled like a ``Popen``."""
+
+    def __init__(self, settings: Settings, pid: int) -> None:
+        self.settings, self.pid, self.returncode = settings, pid, None
+
+    def poll(self) -> int | None:
+        import psutil
+
+        if self.returncode is None and not psutil.pid_exists(self.pid):
+            self.returncode = 1  # systemd reaps it; its status is in `systemctl status`
+        return self.returncode
+
+
+def sync_unit_pid(settings: Settings) -> None:
+    """Under systemd, point the pidfile at the launcher service's main PID (systemd may have restarted it).
+
+    Does nothing for cron supervision, or when systemctl cannot answer.
+    Never raises.
+    """
+    if not supervised_by_systemd(settings) or not unit_installed(settings):
+        return
+    try:
+        shown = systemd.systemctl("show", "--property=MainPID", "--value", launcher_unit(settings)).stdout.strip()
+    except Exception as err:  # noqa: BLE001 - status and checks must answer without systemd
+        log.debug("cannot ask systemd for the launcher's PID: %s", err)
+        return
+    if shown.isdigit() and int(shown) and read_pid(settings.layout.pid_file) != int(shown):
+        atomic_write_text(settings.layout.pid_file, f"{shown}\n", 0o644)
+        log.info("the launcher service's main PID is now %s", shown)
+
+
+def _start_unit(settings: Settings) -> _UnitProcess:
+    """``systemctl start`` the launcher service; its main PID stands for the process."""
+    unit = launcher_unit(settings)
+    systemd.systemctl("start", unit)
+    shown = systemd.systemctl("show", "--property=MainPID", "--value", unit).stdout.strip()
+    if not shown.isdigit() or int(shown) == 0:
+        raise LauncherError(f"systemctl start {unit} left no main process; see `systemctl status {unit}`")
+    return _UnitProcess(settings, int(shown))
 
 
 def start(settings: Settings) -> dict:

@@ -60,6 +60,11 @@ class Layout:
         return self.root / "logs"
 
     @property
+    def systemd_units(self) -> Path:
+        """The rendered systemd units (``doit install_systemd`` copies them into the unit folder)."""
+        return self.conf / "systemd"
+
+    @property
     def update_logs(self) -> Path:
         return self.logs / "autodeploy"
 

@@ -31,6 +31,11 @@ def required_programs(settings: Settings) -> dict[str, str]:
         if os.path.basename(words[0]) == "apache2ctl":
             needed["apache2"] = "the Apache server that [web] apachectl controls"
     needed["logrotate"] = "the crontab runs it to rotate the logs"
+    if settings.deploy.supervisor == "systemd":
+        needed["systemctl"] = "[deploy] supervisor = \"systemd\" installs and drives the units with it"
+    else:
+        needed[shlex.split(settings.cron.crontab or "crontab")[0]] = \
+            "[deploy] supervisor = \"cron\": the crontab runs the update and the watchdog ([cron] crontab)"
     return needed
 
 

@@ -25,7 +25,7 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, apps, cron, families, programs, releases, trame
+from . import apache, apps, cron, families, programs, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .fsutil import atomic_write_text, replace_symlink
@@ -284,9 +284,83 @@ def _cron_values(settings: Settings, dodo: str | Path | None = None, task: str =
     update = [*cron.doit_command(), "-f", dodo, task, f"config={settings.path}"]
     return {
         "config_path": settings.path,
+        "supervisor": settings.deploy.supervisor,
         "update_command": cron.command_line(update, layout.update_log),
+        "watchdog_command": cron.command_line(cron.watchdog_command(settings), layout.update_log),
         "logrotate_command": cron.command_line(["logrotate", "-s", layout.logrotate_state, layout.logrotate_conf]),
     }
+
+
+def _unit_text(value) -> str:
+    """A value written into a systemd unit: ``%`` doubled; RenderError on a newline."""
+    text = str(value)
+    if "\n" in text or "\r" in text:
+        raise RenderError(f"{text!r}: a systemd unit value cannot hold a newline")
+    return text.replace("%", "%%")
+
+
+def _unit_word(value) -> str:
+    """One ExecStart argument for systemd: double-quoted, ``%`` and ``$`` escaped."""
+    text = _unit_text(value)
+    if '"' in text or "\\" in text:
+        raise RenderError(f"{text!r}: a systemd command argument cannot hold a quote or backslash")
+    return '"' + text.replace("$", "$$") + '"'
+
+
+def _unit_account(settings: Settings) -> str:
+    """``User=`` of the launcher service ("" for root); RenderError for root unless allowed."""
+    from .launcher import ROOT_REFUSED
+
+    cfg = settings.launcher
+    if cfg.user:
+        return _token("[launcher] user", cfg.user)
+    if os.geteuid() != 0:
+        return current_user()
+    if not cfg.allow_root:
+        raise RenderError(ROOT_REFUSED)
+    return ""
+
+
+def _systemd_common(settings: Settings) -> dict:
+    layout = settings.layout
+    layout.systemd_units.mkdir(parents=True, exist_ok=True)
+    return {"config_path": settings.path, "root_text": _unit_text(layout.root),
+            "units": systemd.unit_names(systemd.instance_name(layout.root))}
+
+
+def _systemd_launcher_values(settings: Settings) -> dict:
+    return {**_systemd_common(settings),
+            "account": _unit_account(settings),
+            "proxy_group": _token("[launcher] proxy_group", settings.launcher.proxy_group),
+            "start_script": _unit_word(settings.layout.start_script),
+            "stop_timeout": f"{max(settings.launcher.stop_grace, 1):g}s"}
+
+
+def _systemd_update_values(settings: Settings, dodo: str | Path | None = None, task: str = "update") -> dict:
+    dodo = Path(dodo or Path(__file__).resolve().parent.parent / "dodo.py")
+    settings.layout.update_logs.mkdir(parents=True, exist_ok=True)
+    words = [*cron.doit_command(), "-f", dodo, task, f"config={settings.path}"]
+    return {**_systemd_common(settings),
+            "path_env": _unit_word("PATH=" + cron.cron_path()),
+            "update_command": " ".join(_unit_word(w) for w in words)}
+
+
+def _systemd_timer_values(settings: Settings) -> dict:
+    common = _systemd_common(settings)
+    try:
+        calendar = systemd.on_calendar(settings.cron.update)
+    except PvwError as err:
+        raise RenderError(f"{settings.path}: [cron] update: {err}") from None
+    return {**common, "schedule": settings.cron.update, "on_calendar": calendar,
+            "update_unit": common["units"]["update"]}
+
+
+def systemd_unit_path(kind: str) -> Callable[[Layout], Path]:
+    """Where the rendered unit ``kind`` ("launcher", "update", "timer") goes: conf/systemd/<unit name>."""
+    return lambda layout: layout.systemd_units / systemd.unit_names(systemd.instance_name(layout.root))[kind]
+
+
+SYSTEMD_OUTPUTS = {"launcher": "systemd_launcher", "update": "systemd_update", "timer": "systemd_timer"}
 
 
 def _index_values(settings: Settings) -> dict:
@@ -388,6 +462,10 @@ OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
            check=_check_logrotate),
     Output("cron", "crontab.j2", attrgetter("crontab_file"), _cron_values),
     Output("index", "index.html.j2", attrgetter("index_page"), _index_values),
+    Output("systemd_launcher", "systemd-launcher.service.j2", systemd_unit_path("launcher"),
+           _systemd_launcher_values),
+    Output("systemd_update", "systemd-update.service.j2", systemd_unit_path("update"), _systemd_update_values),
+    Output("systemd_timer", "systemd-update.timer.j2", systemd_unit_path("timer"), _systemd_timer_values),
 )}
 
 

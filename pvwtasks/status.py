@@ -18,7 +18,7 @@ import time
 import psutil
 import requests
 
-from . import apps, config, launcher, processes, proxyfile, releases
+from . import apps, config, cron, launcher, processes, proxyfile, releases, systemd
 from .config import Settings
 from .errors import DeploymentUnhealthy, PvwError
 from .layout import HashRecord, LastRun
@@ -38,6 +38,26 @@ def _answering(settings: Settings) -> bool:
         return False
 
 
+def supervision(settings: Settings) -> dict:
+    """Which supervisor restarts the launcher, and whether it is in place.
+
+    cron: the deployment's block in the crontab (read with the crontab
+    program); systemd: ``systemctl is-active`` of the launcher service.
+    ``healthy`` is None when that cannot be told.
+    """
+    kind = settings.deploy.supervisor
+    if kind == "systemd":
+        unit = launcher.launcher_unit(settings)
+        state = systemd.is_active(unit)
+        return {"supervisor": kind, "unit": unit, "state": state,
+                "healthy": None if state == "unknown" else state == "active"}
+    try:
+        state = cron.block_state(settings)
+    except PvwError as err:
+        return {"supervisor": kind, "state": f"unknown ({err})", "healthy": None}
+    return {"supervisor": kind, "state": state, "healthy": state == "installed"}
+
+
 def collect(settings: Settings) -> dict:
     """Gather the deployment's state as plain data (what ``--json`` prints)."""
     layout = settings.layout
@@ -52,6 +72,7 @@ def collect(settings: Settings) -> dict:
             "bytes": releases.du(layout.release_dir(release.name)),
             "failed": (failure.get("reason") or "").splitlines()[0][:200] if isinstance(failure, dict) else None,
         })
+    launcher.sync_unit_pid(settings)
     proc = processes.find_launcher(settings)
     started = launcher.record(settings)
     running = proc is not None
@@ -84,6 +105,7 @@ def collect(settings: Settings) -> dict:
         } if live and family else None,
         "previous": {"version": previous.version, "name": previous.name} if previous else None,
         "launcher": info,
+        "supervision": supervision(settings),
         "sessions": sessions,
         "last_update": {
             "finished": _iso(last.finished), "result": last.result, "failed": last.failed or {},
@@ -127,6 +149,10 @@ def render_text(data: dict) -> str:
             lines.append("             (not running the live release/config: the next update restarts it)")
     else:
         lines.append(f"launcher     DOWN (port {lnch['port']})")
+    sup = data["supervision"]
+    verdict = {True: "ok", False: "NOT IN PLACE", None: "cannot tell"}[sup["healthy"]]
+    where = f"crontab block {sup['state']}" if sup["supervisor"] == "cron" else f"{sup['unit']} {sup['state']}"
+    lines.append(f"supervisor   {sup['supervisor']}: {where} ({verdict})")
     alive = [s for s in data["sessions"] if s["alive"]]
     lines.append(f"sessions     {len(alive)} active" + (f", {len(data['sessions']) - len(alive)} stale line(s)"
                                                         if len(alive) != len(data["sessions"]) else ""))

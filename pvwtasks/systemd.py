@@ -117,6 +117,20 @@ def systemctl(*args: str, program: str = "systemctl") -> subprocess.CompletedPro
     return proc
 
 
+def is_active(unit: str, program: str = "systemctl") -> str:
+    """``systemctl is-active UNIT`` ("active", "inactive", "failed", ...), or "unknown" when systemctl cannot answer."""
+    found = shutil.which(program)
+    if not found:
+        return "unknown"
+    try:
+        proc = subprocess.run([found, "is-active", unit], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    answer = proc.stdout.strip()
+    known = {"active", "inactive", "failed", "activating", "deactivating", "reloading", "maintenance"}
+    return answer if answer in known else "unknown"
+
+
 def install_units(rendered: list[Path], unit_dir: Path = UNIT_DIR) -> list[str]:
     """Copy the rendered unit files into ``unit_dir`` atomically; return the names that changed."""
     if not unit_dir.is_dir():

@@ -169,6 +169,8 @@ timeout = {launcher_timeout}
 port_range = [{port_range[0]}, {port_range[1]}]
 stop_grace = 5
 start_timeout = 20
+# The tests run as root: pvwtasks refuses a root launcher unless allowed (test_supervise runs one as a service account).
+allow_root = true
 {extra}
 """
     path.write_text(_unmanaged_apache(text))

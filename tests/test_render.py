@@ -153,9 +153,11 @@ def test_crontab_parses_and_runs_this_dodo_with_the_venv(deployed):
     text = render.output_path(deployed.layout, "cron").read_text()
     cron = CronTab(tab=text)
     jobs = list(cron)
-    assert len(jobs) == 2 and all(job.is_valid() for job in jobs)
-    update, rotate = jobs
+    assert len(jobs) == 4 and all(job.is_valid() for job in jobs)  # cron supervision adds @reboot + watchdog
+    update, reboot, watchdog, rotate = jobs
     assert str(update.slices) == "0 4 * * 1" and str(rotate.slices) == "55 3 * * 1"
+    assert str(reboot.slices) == "@reboot" and str(watchdog.slices) == "*/5 * * * *"
+    assert all(f"-m pvwtasks.watchdog {deployed.path}" in job.command for job in (reboot, watchdog))
     doit = doit_command()[0]
     assert os.access(doit, os.X_OK)
     assert f"{doit} -f /abs/dodo.py update config={deployed.path}" in update.command
@@ -219,9 +221,9 @@ def test_crontab_escapes_percent_signs(tmp_path, http_server):
     render.render_file(settings, "cron", dodo="/abs/dodo.py")
     lines = [line for line in render.output_path(settings.layout, "cron").read_text().splitlines()
              if not line.startswith("#")]
-    assert len(lines) == 2 and all(job.is_valid() for job in CronTab(tab="\n".join(lines)))
-    assert "50\\%off" in lines[0]
-    assert "%" not in lines[0].replace("\\%", "")
+    assert len(lines) == 4 and all(job.is_valid() for job in CronTab(tab="\n".join(lines)))
+    assert all("50\\%off" in line for line in lines)
+    assert all("%" not in line.replace("\\%", "") for line in lines)
 
 
 def test_index_links_the_installed_docs(deployed):

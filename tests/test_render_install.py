@@ -44,9 +44,10 @@ def test_install_cron_adds_only_its_block_and_keeps_other_lines(cron_setup):
     begin, end = cron.cron_markers(config.load(cfg).layout)
     assert begin == f"# BEGIN pvwtasks {root}" and lines[3] == begin and lines[-1] == end
     body = [line for line in lines[4:-1] if not line.startswith("#")]
-    assert len(body) == 2
+    assert len(body) == 4  # update, @reboot and watchdog (cron supervision), logrotate
     assert body[0].startswith("0 4 * * 1 ") and f"update config={cfg}" in body[0]
-    assert body[1].startswith("55 3 * * 1 ") and "logrotate -s" in body[1]
+    assert body[1].startswith("@reboot ") and body[2].startswith("*/5 * * * * ") and "pvwtasks.watchdog" in body[2]
+    assert body[3].startswith("55 3 * * 1 ") and "logrotate -s" in body[3]
 
 
 def test_install_cron_twice_writes_once(cron_setup):

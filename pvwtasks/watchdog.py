@@ -1,0 +1,69 @@
+"""The crontab's watchdog: start the launcher when it is dead; otherwise say and do nothing.
+
+``python -m pvwtasks.watchdog CONFIG`` runs from the ``@reboot`` line and
+the frequent ``[cron] watchdog`` line when ``[deploy] supervisor = "cron"``.
+It is cheap (no doit, no HTTP unless it starts the launcher) and silent
+while all is well, so cron mails nothing and update.log gets no line.  It
+waits for nobody: when an update holds the run lock it exits 0 at once (the
+update starts the launcher itself).  When it starts the launcher it prints
+one line; when that fails, one ERROR line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from . import config, launcher, lock, processes
+from .config import Settings
+from .errors import LockHeld, PvwError
+
+
+def check(settings: Settings) -> str | None:
+    """Start the launcher when it is not running; return the line to print, or None when all is well.
+
+    Takes the run lock for the time of the check (returns None at once when
+    another run holds it).  Raises PvwError when the launcher does not start
+    or fails its health check.
+    """
+    layout = settings.layout
+    if not layout.root.is_dir() or not layout.start_script.is_file():
+        return None  # nothing deployed yet: the first update starts it
+    try:
+        lock.acquire(layout.lock_file)
+    except LockHeld:
+        return None  # an update runs; it leaves the launcher running
+    launcher.sync_unit_pid(settings)
+    if processes.find_launcher(settings) is not None:
+        return None
+    from . import deploy  # only now: it brings the HTTP and render stack
+
+    result = deploy.start(settings)
+    if not result.get("started"):
+        return None
+    return f"watchdog: the launcher was not running; started it (PID {result['pid']}, healthy)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m pvwtasks.watchdog [CONFIG]``: exit 0 silently, or print one line."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print("usage: python -m pvwtasks.watchdog [CONFIG]\n"
+              "Start this deployment's launcher if it is not running; silent when it runs.")
+        return 0
+    logging.basicConfig(level=logging.ERROR, format="%(message)s")  # its one line says what it did
+    stamp = f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} pvwtasks[{os.getpid()}]"  # update.log's line format
+    try:
+        line = check(config.load(config.config_path(args[0] if args else None)))
+    except PvwError as err:
+        print(f"{stamp} watchdog ERROR: {err}")
+        return 1
+    if line:
+        print(f"{stamp} {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
