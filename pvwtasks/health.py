@@ -65,8 +65,6 @@ def open_websocket(host: str, port: int, path: str, timeout: float = WEBSOCKET_T
     Raises LauncherError when the server does not upgrade the connection
     (naming what it answered) or cannot be reached within ``timeout``.
     """
-    import aiohttp  # the launcher's own dependency (wslink); only the health check needs it
-
     url = f"ws://{url_host(loopback_host(host))}:{port}/{path.lstrip('/')}"
     open_websocket_url(url, f"websocket to {host}:{port}/{path}", timeout)
 
