@@ -9,6 +9,7 @@ started with `apache2ctl start` only when it was not running, and then stopped a
 from __future__ import annotations
 
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,7 @@ from apache_support import post_session, websocket_status
 from conftest import build_release, stop_deployment_processes, write_config
 from support.doit import run_doit
 from support.ports import free_port
-from pvwtasks import apache, config
+from pvwtasks import apache, config, cron
 
 pytestmark = pytest.mark.timeout(400)
 APACHE_DIRS = (Path("/etc/apache2"), Path("/var/lib/apache2"))
@@ -198,6 +199,18 @@ def test_readme_vhost_steps_on_the_system_apache_survive_a_launcher_restart(syst
     pid = int(settings.layout.pid_file.read_text())
     done = run_doit(cfg, "restart_launcher")
     assert done.returncode == 0, done.output
+    assert int(settings.layout.pid_file.read_text()) != pid
+    session = post_session(base, "loader")
+    assert websocket_status(session["sessionURL"]) == 101
+
+    # A reboot-like loss of the launcher (SIGKILL, as a crash or power cut leaves it), then the cron
+    # supervisor's watchdog line (the @reboot line runs the same command): a client reaches an app again.
+    pid = int(settings.layout.pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    stop_deployment_processes(settings.layout.root)  # its orphaned sessions die with the "reboot" too
+    watchdog = subprocess.run(cron.watchdog_command(settings), capture_output=True, text=True, timeout=120)
+    assert watchdog.returncode == 0, watchdog.stdout + watchdog.stderr
+    assert "started" in watchdog.stdout + watchdog.stderr
     assert int(settings.layout.pid_file.read_text()) != pid
     session = post_session(base, "loader")
     assert websocket_status(session["sessionURL"]) == 101
