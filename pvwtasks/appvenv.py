@@ -48,6 +48,7 @@ from typing import Sequence
 from urllib.parse import unquote, urlparse
 
 from .errors import VenvError
+from .fsutil import du
 from .layout import Layout, VenvRecord
 
 log = logging.getLogger(__name__)
@@ -444,17 +445,6 @@ def prune(layout: Layout, keep_keys: Sequence[str]) -> list[str]:
     return removed
 
 
-def folder_size(folder: Path) -> int:
-    total = 0
-    for here, _dirs, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(here, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def _installed_names(site_packages: Path) -> list[str]:
     names = []
     for info in site_packages.glob("*.dist-info"):
@@ -543,7 +533,7 @@ def _build(layout: Layout, spec: VenvSpec, key: str, resolved: list[Resolved], m
     record = VenvRecord(key=key, python_version=spec.python_version, mode=mode,
                         packages=[r.line for r in resolved], site_packages=site_rel, launcher_python=launcher,
                         interpreter=str(interpreter) if mode == "venv" else None, requests=[request],
-                        built_at=time.time(), seconds=round(time.monotonic() - started, 2), size=folder_size(final))
+                        built_at=time.time(), seconds=round(time.monotonic() - started, 2), size=du(final))
     record.save(layout.venv_record(key))  # the complete marker, written last
     log.info("built companion venv %s (%s, %d packages, %.1f s)", key, mode, len(resolved), record.seconds)
     return record

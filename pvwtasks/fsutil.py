@@ -69,3 +69,15 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def du(path: Path) -> int:
+    """Bytes used by the files under ``path`` (links not followed; unreadable entries skipped)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total

@@ -26,7 +26,7 @@ from .layout import Layout, ReleaseRecord, live_name
 log = logging.getLogger(__name__)
 
 __all__ = ["all_releases", "live_name", "live_release", "by_sha256", "failure_of", "mark_failed", "mark_healthy",
-           "previous_good", "check_own_link", "switch_live", "prune", "du"]
+           "previous_good", "check_own_link", "switch_live", "prune"]
 
 
 def _load(layout: Layout, name: str) -> ReleaseRecord | None:
@@ -139,15 +139,3 @@ def prune(layout: Layout, keep: int) -> list[str]:
         removed.append(release.name)
         log.info("pruned old release %s", release.name)
     return removed
-
-
-def du(path: Path) -> int:
-    """Bytes used by the files under ``path`` (links not followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
-                pass
-    return total

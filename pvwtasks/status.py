@@ -21,6 +21,7 @@ import requests
 from . import apps, config, cron, launcher, processes, proxyfile, releases, systemd
 from .config import Settings
 from .errors import DeploymentUnhealthy, PvwError
+from .fsutil import du
 from .layout import HashRecord, LastRun
 
 
@@ -69,7 +70,7 @@ def collect(settings: Settings) -> dict:
         failure = release.failed
         versions.append({
             "name": release.name, "version": release.version, "live": bool(live and release.name == live.name),
-            "bytes": releases.du(layout.release_dir(release.name)),
+            "bytes": du(layout.release_dir(release.name)),
             "failed": (failure.get("reason") or "").splitlines()[0][:200] if isinstance(failure, dict) else None,
         })
     launcher.sync_unit_pid(settings)

@@ -39,6 +39,7 @@ from typing import Mapping, Sequence
 
 from .errors import WebClientError
 from .fsutil import atomic_write_text
+from .fsutil import du
 from .layout import ClientRecord, Layout
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,6 @@ def _run_tool(cmd: list[str], env: Mapping[str, str] | None, what: str) -> str:
     return output
 
 
-def _folder_size(folder: Path) -> int:
-    return sum(p.lstat().st_size for p in folder.rglob("*") if p.is_file())
-
-
 def ensure_client(layout: Layout, python: Sequence[str], client_type: str, modules: Sequence[str],
                   packages: Sequence[str], env: Mapping[str, str] | None = None) -> ClientResult:
     """The static trame client in ``www/trame/<key>/``: reused when built, else built with trame.tools.www.
@@ -155,7 +152,7 @@ def ensure_client(layout: Layout, python: Sequence[str], client_type: str, modul
         raise
     record = ClientRecord(key=key, client_type=client_type, modules=list(modules),
                           packages=trame_packages(packages), built_at=time.time(),
-                          seconds=round(time.monotonic() - started, 2), size=_folder_size(final))
+                          seconds=round(time.monotonic() - started, 2), size=du(final))
     record.save(layout.client_record(key))  # the complete marker, written last
     log.info("built trame %s client %s (%.1f s)", client_type, key, record.seconds)
     return ClientResult(record, final, "built")

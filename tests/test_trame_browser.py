@@ -16,25 +16,11 @@ import time
 import pytest
 
 from pvwtasks import demo_apps
-from support import png
-from support.browser import chromium  # noqa: F401
+from support.browser import canvas_drawn, chromium  # noqa: F401 - chromium is a fixture
 from support.trame_site import TrameSite
 from support.venvs import demo  # noqa: F401
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def _drawn(driver, folder, name: str):
-    """(fraction drawn, screenshot bytes) of the first canvas, or None while there is none."""
-    from selenium.webdriver.common.by import By
-
-    canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
-    if not canvases:
-        return None
-    shot = canvases[0].screenshot_as_png
-    fraction, _background = png.drawn_fraction(shot)
-    (folder / name).write_bytes(shot)
-    return fraction, shot
 
 
 def test_cone_viewer_draws_and_answers_in_chromium_through_apache(tmp_path, demo, chromium):
@@ -58,7 +44,7 @@ def test_cone_viewer_draws_and_answers_in_chromium_through_apache(tmp_path, demo
 
         # The view drew something: non-background pixels in the canvas (WebGL, client side).
         def first_frame():
-            found = _drawn(chromium, tmp_path, "cone.png")
+            found = canvas_drawn(chromium, tmp_path, "cone.png")
             return found if found and found[0] > 0.01 else None
 
         fraction, _shot = site.wait_for(first_frame, 90, "a drawn canvas")
@@ -70,7 +56,7 @@ def test_cone_viewer_draws_and_answers_in_chromium_through_apache(tmp_path, demo
         assert label.text.strip() == "6 / 7 points", label.text
         chromium.find_element(By.ID, "more").click()
         site.wait_for(lambda: label.text.strip() == "16 / 17 points", 30, "the server's answer to resolution=16")
-        site.wait_for(lambda: (_drawn(chromium, tmp_path, "cone-16.png") or (0, b""))[1] != _shot, 30,
+        site.wait_for(lambda: (canvas_drawn(chromium, tmp_path, "cone-16.png") or (0, b""))[1] != _shot, 30,
                       "a new frame after the change")
         assert (tmp_path / "cone.png").stat().st_size > 0 and (tmp_path / "cone-16.png").stat().st_size > 0
 

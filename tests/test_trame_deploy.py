@@ -24,8 +24,7 @@ from conftest import build_release, stop_deployment_processes, write_config
 from pvwtasks import config, demo_apps, releases
 from pvwtasks.layout import ReleaseRecord, VenvRecord
 from render_support import Apache, env_without_display, httpd_conf
-from support import png
-from support.browser import chromium  # noqa: F401
+from support.browser import canvas_drawn, chromium  # noqa: F401 - chromium is a fixture
 from support.doit import run_doit
 from support.ports import free_port
 from support.venvs import HOST_MINOR, host_interpreter_path, pip_cache  # noqa: F401
@@ -69,19 +68,6 @@ def _env(pip_cache: Path) -> dict:
     env["PIP_CACHE_DIR"] = str(pip_cache)
     env["PATH"] = host_interpreter_path() + ":" + env.get("PATH", "")
     return env
-
-
-def _drawn(driver, folder: Path, name: str):
-    """(fraction drawn, screenshot bytes) of the first canvas, or None while there is none."""
-    from selenium.webdriver.common.by import By
-
-    canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
-    if not canvases:
-        return None
-    shot = canvases[0].screenshot_as_png
-    fraction, _background = png.drawn_fraction(shot)
-    (folder / name).write_bytes(shot)
-    return fraction, shot
 
 
 def _wait(check, timeout: float, what: str, log: Path):
@@ -164,7 +150,7 @@ def test_update_deploys_the_cone_viewer_and_chromium_draws_it_through_the_render
         assert re.fullmatch(r"127\.0\.0\.1:\d+", target)
 
         def first_frame():
-            found = _drawn(chromium, tmp_path, "cone.png")
+            found = canvas_drawn(chromium, tmp_path, "cone.png")
             return found if found and found[0] > 0.01 else None
 
         fraction, shot = _wait(first_frame, 90, "a drawn canvas", log)
@@ -175,7 +161,7 @@ def test_update_deploys_the_cone_viewer_and_chromium_draws_it_through_the_render
         assert label.text.strip() == "6 / 7 points", label.text
         chromium.find_element(By.ID, "more").click()
         _wait(lambda: label.text.strip() == "16 / 17 points", 30, "the server's answer to resolution=16", log)
-        _wait(lambda: (_drawn(chromium, tmp_path, "cone-16.png") or (0, b""))[1] != shot, 30,
+        _wait(lambda: (canvas_drawn(chromium, tmp_path, "cone-16.png") or (0, b""))[1] != shot, 30,
               "a new frame after the change", log)
 
         # Kitware's per-session rule of the rendered vhost reaches the session's own trame server.

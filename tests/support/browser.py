@@ -54,3 +54,18 @@ def chromium(tmp_path):
         yield driver
     finally:
         driver.quit()
+
+
+def canvas_drawn(driver, folder: Path, name: str):
+    """(fraction drawn, screenshot bytes) of the first canvas, saved as ``folder/name``; None while there is none."""
+    from selenium.webdriver.common.by import By
+
+    from support import png
+
+    canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
+    if not canvases:
+        return None
+    shot = canvases[0].screenshot_as_png
+    fraction, _background = png.drawn_fraction(shot)
+    (folder / name).write_bytes(shot)
+    return fraction, shot
