@@ -65,3 +65,23 @@ class VenvError(PvwError):
 
 class WebClientError(PvwError):
     """A trame static web client or app page could not be built."""
+
+
+class NoWebApps(InstallError):
+    """The release ships no web apps (5.13 and 6.x) and none is configured."""
+
+
+class FamilyMismatch(InstallError):
+    """An app's command needs a file or module the release does not have."""
+
+
+class PortBusy(LauncherError):
+    """The launcher's port is held by a process that is not this deployment's."""
+
+
+class AccountError(LauncherError):
+    """The launcher may not run as root, or its service account does not exist (a config problem)."""
+
+
+class SystemdError(PvwError):
+    """systemctl failed, or a unit could not be installed."""

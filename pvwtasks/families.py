@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import ConfigError, InstallError
+from .errors import ConfigError, FamilyMismatch, InstallError, NoWebApps
 
 LEGACY = "legacy"
 FAMILY_5_6 = "5.6-5.9"
@@ -44,14 +44,6 @@ READY_LINE = "Starting factory"
 NO_WEB_APPS = "ParaView 5.13+ ships no web apps: configure a trame app, see README"
 OPENGL_WINDOWS = {"egl": "vtkEGLRenderWindow", "osmesa": "vtkOSOpenGLRenderWindow", "glx": "vtkXOpenGLRenderWindow"}
 _OPTION_NAMES = {"egl": "EGL", "osmesa": "OSMesa", "glx": "GLX"}
-
-
-class NoWebApps(InstallError):
-    """The release ships no web apps (5.13 and 6.x) and none is configured."""
-
-
-class FamilyMismatch(InstallError):
-    """An app's command needs a file or module the release does not have."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 from . import processes, proxyfile, systemd
 from .config import Settings
-from .errors import LauncherError
+from .errors import AccountError, LauncherError, PortBusy
 from .fsutil import atomic_write_text, remove_quietly
 from .layout import LauncherRecord, live_name, read_pid
 
@@ -32,14 +32,6 @@ if TYPE_CHECKING:  # psutil and health (asyncio, requests) are imported where a 
     import psutil
 
 log = logging.getLogger(__name__)
-
-
-class PortBusy(LauncherError):
-    """The launcher's port is held by a process that is not this deployment's."""
-
-
-class AccountError(LauncherError):
-    """The launcher may not run as root, or its service account does not exist (a config problem)."""
 
 
 def _sha256(path: Path) -> str | None:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import PvwError
+from .errors import PvwError, SystemdError
 from .fsutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -25,10 +25,6 @@ _DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 _MONTH_NAMES = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _SPECIALS = {"@yearly": "yearly", "@annually": "yearly", "@monthly": "monthly", "@weekly": "weekly",
              "@daily": "daily", "@midnight": "daily", "@hourly": "hourly"}
-
-
-class SystemdError(PvwError):
-    """systemctl failed, or a unit could not be installed."""
 
 
 def unit_names(instance: str) -> dict[str, str]:
