@@ -17,7 +17,7 @@ import pvwtasks
 from pvwtasks.doit_adapter import (RUN, changed, check, config_error, doit_config, dodo_path, load_settings,
                                    progress_bar, step, survives_bad_config, task_params)
 
-SETTINGS = load_settings()  # only reads the config; a bad one fails each command with its one line
+SETTINGS = load_settings()  # only reads the config; a bad one stops each command with its one line (but see survives_bad_config)
 
 _CRON_TASK = "update"  # what cron runs: the default task, preflighted, recorded and mailed by the reporter
 _LOCKED = ["lock"]
