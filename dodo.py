@@ -17,7 +17,9 @@ import pvwtasks
 from pvwtasks.doit_adapter import (RUN, changed, check, config_error, doit_config, dodo_path, load_settings,
                                    progress_bar, step, survives_bad_config, task_params)
 
-SETTINGS = load_settings()  # only reads the config; a bad one stops each command with its one line (but see survives_bad_config)
+# Only reads the config; a bad one stops each command with its one line, but for the
+# tasks marked @survives_bad_config (stop_launcher, status).
+SETTINGS = load_settings()
 
 _CRON_TASK = "update"  # what cron runs: the default task, preflighted, recorded and mailed by the reporter
 _LOCKED = ["lock"]
