@@ -315,9 +315,8 @@ def test_invalid_206_is_not_appended_to_the_part(tmp_path, hostile, lie):
 # -- 5. bounds on time, size and memory ------------------------------------------------------
 
 
-def test_trickling_body_fails_on_min_speed_and_releases_the_lock(tmp_path, hostile):
-    case = _deployed(tmp_path, hostile, source_extra="min_speed = 1024")
-    case.config.write_text(case.config.read_text().replace("timeout = 10", "timeout = 2"))
+def _trickling(hostile, case, rate: int):
+    """A handler answering HEAD correctly and the GET at ``rate`` bytes/s, with the real validators."""
 
     def handler(request: Request, conn: Conn) -> None:
         if request.method == "HEAD":
@@ -325,9 +324,16 @@ def test_trickling_body_fails_on_min_speed_and_releases_the_lock(tmp_path, hosti
             return
         etag, modified = hostile.validators(case.name)
         conn.head("200 OK", [("ETag", etag), ("Last-Modified", modified), ("Content-Length", str(len(case.new)))])
-        conn.trickle(case.new, rate=100)
+        conn.trickle(case.new, rate=rate)
 
-    hostile.handler = handler
+    return handler
+
+
+def test_trickling_body_fails_on_min_speed_and_releases_the_lock(tmp_path, hostile):
+    case = _deployed(tmp_path, hostile, source_extra="min_speed = 1024")
+    case.config.write_text(case.config.read_text().replace("timeout = 10", "timeout = 2"))
+
+    hostile.handler = _trickling(hostile, case, rate=100)
     started = time.monotonic()
     result = run_doit(case.config, *INSTALL, timeout=60)
     took = time.monotonic() - started
@@ -341,15 +347,7 @@ def test_trickling_body_fails_on_min_speed_and_releases_the_lock(tmp_path, hosti
 def test_transfer_deadline_bounds_a_whole_transfer(tmp_path, hostile):
     case = _deployed(tmp_path, hostile, source_extra="transfer_deadline = 2\nmin_speed = 0")
 
-    def handler(request: Request, conn: Conn) -> None:
-        if request.method == "HEAD":
-            hostile.correct(request, conn)
-            return
-        etag, modified = hostile.validators(case.name)
-        conn.head("200 OK", [("ETag", etag), ("Last-Modified", modified), ("Content-Length", str(len(case.new)))])
-        conn.trickle(case.new, rate=200)
-
-    hostile.handler = handler
+    hostile.handler = _trickling(hostile, case, rate=200)
     started = time.monotonic()
     result = run_doit(case.config, *INSTALL, timeout=60)
 
