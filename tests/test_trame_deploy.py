@@ -28,6 +28,7 @@ from support.browser import canvas_drawn, chromium  # noqa: F401 - chromium is a
 from support.doit import run_doit
 from support.ports import free_port
 from support.venvs import HOST_MINOR, host_interpreter_path, pip_cache  # noqa: F401
+from support.waiting import launcher_log_tail, wait_until
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -71,14 +72,7 @@ def _env(pip_cache: Path) -> dict:
 
 
 def _wait(check, timeout: float, what: str, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    tail = log.read_text()[-2000:] if log.is_file() else "(no launcher log)"
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; launcher log: {tail}")
+    return wait_until(check, timeout, 0.2, what, lambda: launcher_log_tail(log))
 
 
 def _lines(path: Path, pattern: str) -> list[str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from conftest import end_processes, free_port
+from support.waiting import launcher_log_tail, wait_until
 from pvwtasks.apache import httpd_conf
 from render_support import Apache, wait_port
 
@@ -151,11 +152,4 @@ class TrameSite:
         return found
 
     def wait_for(self, check, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = check()
-            if value:
-                return value
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; launcher log: "
-                             f"{(self.logs / 'launcher.log').read_text()[-2000:]}")
+        return wait_until(check, timeout, 0.2, what, lambda: launcher_log_tail(self.logs / "launcher.log"))
