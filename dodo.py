@@ -345,7 +345,7 @@ def task_render_systemd():
     units = unit_names(instance_name(SETTINGS.layout.root))
     yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
     slices = {
-        "launcher": {**_keys("launcher", "user", "allow_root", "proxy_group", "stop_grace")},
+        "launcher": _keys("launcher", "user", "allow_root", "proxy_group", "stop_grace"),
         "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
         "timer": _keys("cron", "update"),
     }
