@@ -247,6 +247,10 @@ class Layout:
     def logrotate_state(self) -> Path:
         return self.state / "logrotate.state"
 
+    def rendered_record(self, name: str) -> Path:
+        """What rendered output ``name`` was last made from, when the reporter refreshes it (the landing page)."""
+        return self.state / f"rendered-{name}.json"
+
 
 class Record:
     """A frozen dataclass stored as one JSON object.
@@ -390,6 +394,14 @@ class HashRecord(Record):
     paraview_version: str = ""
     python_version: str = ""
     variant: str = ""  # egl, osmesa or "" (from the file name)
+
+
+@dataclass(frozen=True)
+class RenderedRecord(Record):
+    """``.pvwtasks/rendered-<name>.json``: the digests of a rendered file's inputs and of the text written."""
+
+    inputs: str  # sha256 of pvwtasks' version, the template, the settings and the template values
+    output: str  # sha256 of the file as written
 
 
 @dataclass(frozen=True)

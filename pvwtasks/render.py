@@ -25,11 +25,11 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, apps, cron, families, programs, releases, systemd, trame
+from . import __version__, apache, apps, cron, families, programs, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .fsutil import atomic_write_text, replace_symlink
-from .layout import HashRecord, LastRun, Layout, ReleaseRecord
+from .layout import HashRecord, LastRun, Layout, ReleaseRecord, RenderedRecord
 
 log = logging.getLogger(__name__)
 
@@ -530,11 +530,14 @@ def render_text(settings: Settings, name: str, **values) -> str:
     ``values`` go to the output's values function (the crontab takes
     ``dodo``, the absolute path of the dodo.py cron runs).
     """
+    entry = output(name)
+    return _render(settings, entry, entry.values(settings, **values))
+
+
+def _render(settings: Settings, entry: Output, template_values: dict) -> str:
     import jinja2
 
-    entry = output(name)
-    context = {"settings": settings, "layout": settings.layout, "web": settings.web,
-               **entry.values(settings, **values)}
+    context = {"settings": settings, "layout": settings.layout, "web": settings.web, **template_values}
     try:
         return _environment().get_template(entry.template).render(**context)
     except jinja2.TemplateError as err:
@@ -549,7 +552,10 @@ def render_file(settings: Settings, name: str, **values) -> None:
     raises RenderError and leaves the previous one in place.
     """
     entry = output(name)
-    text = render_text(settings, name, **values)
+    _publish(settings, entry, render_text(settings, name, **values))
+
+
+def _publish(settings: Settings, entry: Output, text: str) -> None:
     out = entry.path(settings.layout)
     if entry.check is None:
         atomic_write_text(out, text, entry.mode)
@@ -562,3 +568,38 @@ def render_file(settings: Settings, name: str, **values) -> None:
         finally:
             candidate.unlink(missing_ok=True)
     log.info("rendered %s", out)
+
+
+def refresh_file(settings: Settings, name: str, **values) -> bool:
+    """Render output ``name`` unless the file already holds what it would be rendered to; True when rendered.
+
+    The reporter re-renders the landing page after every update.  Its
+    template values are computed as for :func:`render_file`; when they, the
+    template, the settings and pvwtasks' version give the digest recorded
+    at the last refresh, and the file is still the text written then, the
+    page is already right: no Jinja2 import, no write.
+    """
+    import hashlib
+
+    entry = output(name)
+    template_values = entry.values(settings, **values)
+    inputs = hashlib.sha256(json.dumps(
+        [__version__, template_file(name).read_text(encoding="utf-8"), repr(settings), template_values],
+        sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    out, record = entry.path(settings.layout), settings.layout.rendered_record(name)
+    known = RenderedRecord.load(record)
+    if known is not None and known.inputs == inputs and _sha256_of(out) == known.output:
+        return False
+    text = _render(settings, entry, template_values)
+    _publish(settings, entry, text)
+    RenderedRecord(inputs=inputs, output=hashlib.sha256(text.encode("utf-8")).hexdigest()).save(record)
+    return True
+
+
+def _sha256_of(path: Path) -> str | None:
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

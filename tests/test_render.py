@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,31 @@ def test_index_page_without_a_last_run(deployed):
     render.render_file(deployed, "index")
     html = render.output_path(deployed.layout, "index").read_text()
     assert "No update has finished yet" in html
+
+
+def test_refreshing_the_index_renders_only_what_changed(deployed):
+    layout, page = deployed.layout, render.output_path(deployed.layout, "index")
+    LastRun(started=0, finished=0, result="ok").save(layout.last_run_record)
+    assert render.refresh_file(deployed, "index") is True
+    first = page.read_text()
+    assert '<meta name="pvwtasks-last-result" content="ok">' in first
+    assert render.refresh_file(deployed, "index") is False  # same inputs, same page
+    assert page.read_text() == first
+
+    # Nothing else imports Jinja2 in a fresh interpreter: an unchanged page is left without it.
+    probe = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
+             "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe, str(deployed.path)], capture_output=True, text=True,
+                           timeout=60)
+    assert fresh.stdout.split() == ["False", "False"], fresh.stderr
+
+    page.write_text("edited by hand")  # the file no longer holds what was written
+    assert render.refresh_file(deployed, "index") is True and page.read_text() == first
+    LastRun(started=0, finished=60, result="failed", failed={"download": "404"}).save(layout.last_run_record)
+    assert render.refresh_file(deployed, "index") is True  # a new result is news to the page
+    assert '<meta name="pvwtasks-last-result" content="failed">' in page.read_text()
+    renamed = _with(deployed, server_name="pvw.example.org")
+    assert render.refresh_file(renamed, "index") is True and "pvw.example.org" in page.read_text()
 
 
 def test_launch_json_is_valid_and_guards_every_property(deployed):
