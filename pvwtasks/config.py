@@ -11,7 +11,6 @@ naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import grp
 import os
 import pwd
@@ -20,12 +19,13 @@ import sys
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .frozen import Frozen
 from .layout import Layout
 
 # The documented config, which deploys the demo: config/pvw.toml of the source tree.  A wheel ships
@@ -34,8 +34,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(Frozen):
     """Where a value sits, for error messages: ``FILE: [table] key``."""
 
     path: Path
@@ -55,8 +54,7 @@ class _Rule:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class _Range(_Rule):
+class _Range(_Rule, Frozen):
     low: float | None = None
     high: float | None = None
     above: bool = False  # strictly greater than ``low``
@@ -161,8 +159,7 @@ Schedule = Annotated[str, _CronSchedule()]
 
 # --- the sections ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Deploy:
+class Deploy(Frozen):
     root: Path
     keep: PositiveInt = 2
     require_programs: bool = True
@@ -170,8 +167,7 @@ class Deploy:
     systemd_unit_dir: Path = Path("/etc/systemd/system")  # where install_systemd puts the units
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Frozen):
     url: Url = ""
     listing: Url = ""
     pattern: Regex = ""
@@ -191,8 +187,7 @@ class Source:
     max_listing_mib: PositiveInt = 32  # largest listing or checksum manifest read
 
 
-@dataclass(frozen=True)
-class Web:
+class Web(Frozen):
     server_name: str = "localhost"
     server_admin: MailAddress = "webmaster@localhost"
     http_port: Port = 80
@@ -214,8 +209,7 @@ class Web:
         return bool(self.tls_certificate and self.tls_key)
 
 
-@dataclass(frozen=True)
-class App:
+class App(Frozen):
     """One web app of the launcher: a script or a module run by the release's pvpython."""
 
     script: str = ""  # a .py file: absolute, or relative to the release's site-packages or its top folder
@@ -225,8 +219,7 @@ class App:
         "Starting factory")
 
 
-@dataclass(frozen=True)
-class TrameApp:
+class TrameApp(Frozen):
     """One trame app (ParaView 5.13+): run by ``pvpython --venv <companion venv>``.
 
     Exactly one of ``module`` (``pvpython --venv V -m MODULE``), ``trame_app``
@@ -244,8 +237,7 @@ class TrameApp:
         "App running at")
 
 
-@dataclass(frozen=True)
-class Apps:
+class Apps(Frozen):
     """``[apps]``: what the trame apps' companion venv holds, and ``[apps.NAME]`` one table per trame app."""
 
     requirements: list[Requirement] = field(default_factory=list)  # common to all: trame, trame-vtk, ... pinned
@@ -255,8 +247,7 @@ class Apps:
     apps: dict[str, TrameApp] = field(default_factory=dict, metadata={"rest": True})  # [apps.NAME] tables
 
 
-@dataclass(frozen=True)
-class Launcher:
+class Launcher(Frozen):
     host: str = "localhost"
     port: Port = 8081
     endpoint: Annotated[str, _Shape(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", "a URL path like 'paraview'")] = (
@@ -295,8 +286,7 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-@dataclass(frozen=True)
-class Logrotate:
+class Logrotate(Frozen):
     size: Size = "5M"
     rotate: NonNegativeInt = 10
     compress: bool = True
@@ -306,16 +296,14 @@ class Logrotate:
     session_log_days: PositiveInt = 30  # session logs (logs/launcher/*) older than this are deleted
 
 
-@dataclass(frozen=True)
-class Cron:
+class Cron(Frozen):
     update: Schedule = "0 4 * * 1"
     logrotate: Schedule = "55 3 * * 1"
     watchdog: Schedule = "*/5 * * * *"  # how often cron's watchdog starts a dead launcher
     crontab: str = "crontab"
 
 
-@dataclass(frozen=True)
-class Notify:
+class Notify(Frozen):
     method: Literal["none", "smtp", "sendmail"] = "none"
     host: str = "localhost"
     port: Port = 25
@@ -348,8 +336,7 @@ _SECTIONS: dict[str, type] = {
 _RENAMED = {("notify", "from"): "sender"}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Frozen):
     """The whole validated configuration of one deployment."""
 
     path: Path
@@ -548,6 +535,8 @@ def _resolve_path(value: str, base: Path) -> Path:
 
 
 def _suggest(word: str, choices) -> str:
+    import difflib  # only for a mistake
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
@@ -26,6 +26,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from .config import Source
 from .errors import DownloadError
+from .frozen import Frozen
 from .fsutil import remove_quietly
 from .layout import STAGED_PREFIX, DownloadRecord, PartRecord
 from .net import (TransferBroken, describe, new_session, quick_head, raise_for_status, redact, redact_text,
@@ -41,8 +42,7 @@ MIB = 1 << 20
 Progress = Callable[[int, "int | None"], None]
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(Frozen):
     """How to talk to the server and the bounds of one transfer (from ``[source]``)."""
 
     timeout: float = 30.0
@@ -82,8 +82,7 @@ def weak_equal(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and a.removeprefix("W/") == b.removeprefix("W/")
 
 
-@dataclass(frozen=True)
-class RemoteInfo:
+class RemoteInfo(Frozen):
     """What the server says about a file, to tell whether it changed."""
 
     url: str

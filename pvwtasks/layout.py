@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from .frozen import Frozen
 from .fsutil import read_json, write_json
 
 R = TypeVar("R", bound="Record")
@@ -23,8 +24,7 @@ INCOMING_PREFIX = ".incoming-"
 STAGED_PREFIX = ".incoming-staged-"
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Frozen):
     """The folders and files of one deployment, all under ``root``."""
 
     root: Path
@@ -252,7 +252,7 @@ class Layout:
         return self.state / f"rendered-{name}.json"
 
 
-class Record:
+class Record(Frozen):
     """A frozen dataclass stored as one JSON object.
 
     ``load`` ignores keys it does not know (older or newer pvwtasks) and
@@ -286,7 +286,6 @@ class Record:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-@dataclass(frozen=True)
 class DownloadRecord(Record):
     """A finished download (``download.json``, ``verified.json``, the extras' records)."""
 
@@ -300,7 +299,6 @@ class DownloadRecord(Record):
     md5: str
 
 
-@dataclass(frozen=True)
 class PartRecord(Record):
     """The validators of a partial download (``<file>.part.json``), to resume it safely."""
 
@@ -310,13 +308,11 @@ class PartRecord(Record):
     size: int | None = None
 
 
-@dataclass(frozen=True)
 class Failure(Record):
     at: float
     reason: str
 
 
-@dataclass(frozen=True)
 class ReleaseRecord(Record):
     """An installed release (``versions/<name>.json`` and ``installed.json``)."""
 
@@ -340,7 +336,6 @@ class ReleaseRecord(Record):
         return Failure.from_dict(self.failed)
 
 
-@dataclass(frozen=True)
 class CompareRecord(Record):
     """``compare.json``: whether upstream changed since the last run."""
 
@@ -352,7 +347,6 @@ class CompareRecord(Record):
     since: float | None
 
 
-@dataclass(frozen=True)
 class LauncherRecord(Record):
     """``launcher.json``: the running launcher and what it was started from."""
 
@@ -366,7 +360,6 @@ class LauncherRecord(Record):
     health: dict | None = None
 
 
-@dataclass(frozen=True)
 class LastRun(Record):
     """``last-run.json``: how the last ``doit update`` ended."""
 
@@ -378,7 +371,6 @@ class LastRun(Record):
     host: str = ""
 
 
-@dataclass(frozen=True)
 class HashRecord(Record):
     """``www/hash.json``: the published identity of the live release."""
 
@@ -396,7 +388,6 @@ class HashRecord(Record):
     variant: str = ""  # egl, osmesa or "" (from the file name)
 
 
-@dataclass(frozen=True)
 class RenderedRecord(Record):
     """``.pvwtasks/rendered-<name>.json``: the digests of a rendered file's inputs and of the text written."""
 
@@ -404,7 +395,6 @@ class RenderedRecord(Record):
     output: str  # sha256 of the file as written
 
 
-@dataclass(frozen=True)
 class VenvRecord(Record):
     """``venvs/<key>/pvwtasks-venv.json``: a finished companion venv (its ``complete`` marker)."""
 
@@ -421,7 +411,6 @@ class VenvRecord(Record):
     size: int = 0  # bytes on disk
 
 
-@dataclass(frozen=True)
 class ClientRecord(Record):
     """``www/trame/<key>/pvwtasks-client.json``: a finished static trame client."""
 

@@ -19,15 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
 from . import __version__, apache, apps, cron, families, programs, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
+from .frozen import Frozen
 from .fsutil import atomic_write_text, replace_symlink
 from .layout import HashRecord, LastRun, Layout, ReleaseRecord, RenderedRecord
 
@@ -442,8 +441,7 @@ def _check_json(settings: Settings, candidate: Path) -> None:
 
 # --- the registry
 
-@dataclass(frozen=True)
-class Output:
+class Output(Frozen):
     """One rendered file: template, place in the layout, mode, template values, and its check."""
 
     name: str  # the doit task is render_<name>
@@ -484,7 +482,8 @@ def output_path(layout: Layout, name: str) -> Path:
 
 def template_file(name: str) -> Path:
     """The template file of output ``name`` inside the installed package (a doit file_dep)."""
-    return Path(str(resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_FOLDER, output(name).template)))
+    # What importlib.resources answers for an installed (unzipped) package, without importing its readers.
+    return Path(__file__).resolve().parent / TEMPLATE_FOLDER / output(name).template
 
 
 def _apache_quote(value) -> str:
