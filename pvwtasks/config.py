@@ -8,8 +8,8 @@ section, a misspelled key, a wrong type or a value out of range is one line
 naming the file and the key.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the field types are read at run time (they are the
+# schema), and as strings every load would compile and evaluate each of them again.
 import dataclasses
 import grp
 import os
@@ -55,6 +55,8 @@ class _Rule:
 
 
 class _Range(_Rule, Frozen):
+    """A number within bounds: at least (or above) ``low``, at most ``high``."""
+
     low: float | None = None
     high: float | None = None
     above: bool = False  # strictly greater than ``low``
@@ -160,6 +162,8 @@ Schedule = Annotated[str, _CronSchedule()]
 # --- the sections ------------------------------------------------------------------------------
 
 class Deploy(Frozen):
+    """``[deploy]``: where the deployment lives, how many releases it keeps, what supervises it."""
+
     root: Path
     keep: PositiveInt = 2
     require_programs: bool = True
@@ -168,6 +172,8 @@ class Deploy(Frozen):
 
 
 class Source(Frozen):
+    """``[source]``: where releases come from and how they are fetched and checked."""
+
     url: Url = ""
     listing: Url = ""
     pattern: Regex = ""
@@ -188,6 +194,8 @@ class Source(Frozen):
 
 
 class Web(Frozen):
+    """``[web]``: the Apache virtual host in front of the launcher."""
+
     server_name: str = "localhost"
     server_admin: MailAddress = "webmaster@localhost"
     http_port: Port = 80
@@ -248,6 +256,8 @@ class Apps(Frozen):
 
 
 class Launcher(Frozen):
+    """``[launcher]``: the wslink launcher, its session ports and its apps."""
+
     host: str = "localhost"
     port: Port = 8081
     endpoint: Annotated[str, _Shape(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", "a URL path like 'paraview'")] = (
@@ -287,6 +297,8 @@ def url_host(host: str) -> str:
 
 
 class Logrotate(Frozen):
+    """``[logrotate]``: rotation of the update and launcher logs, and the session logs' age."""
+
     size: Size = "5M"
     rotate: NonNegativeInt = 10
     compress: bool = True
@@ -297,6 +309,8 @@ class Logrotate(Frozen):
 
 
 class Cron(Frozen):
+    """``[cron]``: the schedules of the update, logrotate and the watchdog."""
+
     update: Schedule = "0 4 * * 1"
     logrotate: Schedule = "55 3 * * 1"
     watchdog: Schedule = "*/5 * * * *"  # how often cron's watchdog starts a dead launcher
@@ -304,6 +318,8 @@ class Cron(Frozen):
 
 
 class Notify(Frozen):
+    """``[notify]``: the mails of each run (SMTP or sendmail)."""
+
     method: Literal["none", "smtp", "sendmail"] = "none"
     host: str = "localhost"
     port: Port = 25

@@ -309,6 +309,8 @@ class PartRecord(Record):
 
 
 class Failure(Record):
+    """The failure mark of a release (``failed`` in its record): when, and why."""
+
     at: float
     reason: str
 

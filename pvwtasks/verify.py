@@ -18,6 +18,8 @@ _ALGO_BY_LENGTH = {32: "md5", 64: "sha256"}
 
 
 class Expected(Frozen):
+    """The digest a download must have, and its algorithm."""
+
     algorithm: str  # "sha256" or "md5"
     digest: str
     origin: str  # where the digest came from, for messages

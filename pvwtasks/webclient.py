@@ -57,6 +57,8 @@ _SM_ATTR = r'(?i)\sdata-session-manager-url="[^"]*"'
 
 
 class ClientResult(Frozen):
+    """What :func:`ensure_client` answered: the client's record, its folder, built or reused."""
+
     record: ClientRecord
     path: Path
     action: str  # "reused" | "built"

@@ -38,10 +38,11 @@ def test_fields_defaults_and_dataclass_functions_are_those_of_a_dataclass():
     assert dataclasses.asdict(point) == dataclasses.asdict(Reference(1, tags=["a"]))
     moved = dataclasses.replace(point, y=5)
     assert moved == Point(1, 5, ["a"]) and point.y == 0
-    with pytest.raises(TypeError):
-        Point()  # x is required
-    with pytest.raises(TypeError):
-        Point(1, z=2)
+    assert Point(1, 2, ["t"], "n") == Point(x=1, y=2, tags=["t"], note="n")
+    for bad in (lambda: Point(), lambda: Point(1, z=2), lambda: Point(1, x=1), lambda: Point(1, 2, [], "n", 5)):
+        with pytest.raises(TypeError):  # missing, unknown, twice, too many: as a generated __init__ says
+            bad()
+    assert LastRun.from_dict({"started": 1.0}) is None  # a record missing a required key is no record
 
 
 def test_equality_hash_and_repr_match_a_frozen_dataclass():
