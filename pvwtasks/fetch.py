@@ -329,11 +329,9 @@ def quick_remote_info(url: str, options: Options) -> RemoteInfo:
     """
     if is_local(url):
         return remote_info(url, options)
-    import http.client
-
     try:
         answer = quick_head(url, options.timeout, options.ca_file or None)
-    except (OSError, http.client.HTTPException) as err:
+    except OSError as err:
         raise DownloadError(f"cannot reach {redact(url)}: {redact_text(str(err)) or type(err).__name__}") from None
     if answer is not None:
         status, headers = answer
