@@ -11,23 +11,22 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .net import redact_text  # noqa: F401 - the one definition; re-exported for the reporter and notify
 
 
-@dataclass
 class RunRecord:
-    """The tasks of one run and how each ended."""
+    """The tasks of one run and how each ended (one per process, filled in place by the reporter)."""
 
-    selected: list[str] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # task -> error message
-    started: float = field(default_factory=time.time)
-    _host: str = field(default="", repr=False)
-    meta: dict[str, dict] = field(default_factory=dict)  # task -> its meta from dodo.py (read_only, lock, mail)
+    def __init__(self) -> None:  # a plain class: a dataclass would compile its methods at every start
+        self.selected: list[str] = []
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: dict[str, str] = {}  # task -> error message
+        self.started = time.time()
+        self._host = ""
+        self.meta: dict[str, dict] = {}  # task -> its meta from dodo.py (read_only, lock, mail)
 
     @property
     def host(self) -> str:
