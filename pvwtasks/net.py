@@ -275,7 +275,8 @@ def _plain_head(host: str, port: int, path: str, headers: dict[str, str], timeou
     request = [f"HEAD {path} HTTP/1.1", f"Host: {authority if port == 80 else f'{authority}:{port}'}",
                *(f"{name}: {value}" for name, value in headers.items()), "Connection: close", "", ""]
     data = b""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    # The host as ASCII bytes (the URL is ASCII, see _needs_session): a str would import the idna codec.
+    with socket.create_connection((host.encode("ascii"), port), timeout=timeout) as sock:
         sock.sendall("\r\n".join(request).encode("ascii"))
         while (end := data.find(b"\r\n\r\n")) < 0 and len(data) <= _MAX_HEAD:
             chunk = sock.recv(1 << 14)

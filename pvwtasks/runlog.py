@@ -30,9 +30,9 @@ class RunRecord:
 
     @property
     def host(self) -> str:
-        """This machine's name, looked up when a mail or the record first needs it."""
+        """This machine's name (:func:`fqdn`), looked up when a mail or the record first needs it."""
         if not self._host:
-            self._host = socket.getfqdn()
+            self._host = fqdn()
         return self._host
 
     @property
@@ -51,6 +51,23 @@ class RunRecord:
 
     def is_(self, task: str, flag: str) -> bool:
         return bool(self.meta.get(task, {}).get(flag))
+
+
+def fqdn() -> str:
+    """``socket.getfqdn()``, asked with this host's name as bytes when it is ASCII.
+
+    A str name goes through the idna codec, whose import is about a
+    millisecond of a no-op update (the upstream HEAD avoids it the same
+    way); an ASCII name encodes to the same bytes.
+    """
+    name = socket.gethostname()
+    if not name.isascii():
+        return socket.getfqdn(name)
+    try:
+        hostname, aliases, _addresses = socket.gethostbyaddr(name.encode("ascii"))
+    except OSError:
+        return name
+    return next((alias for alias in (hostname, *aliases) if "." in alias), hostname)
 
 
 class UpdateLog:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -210,3 +211,12 @@ def test_loading_the_dodo_imports_neither_requests_nor_psutil(tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "pvwtasks.config" in imported
     assert not imported & {"requests", "urllib3", "psutil", "jinja2", "asyncio", "smtplib"}, imported
+
+
+def test_host_name_and_port_probe_without_the_idna_codec(hostile):
+    # The same answers as the stdlib's str-based calls, without importing encodings.idna (a fresh interpreter).
+    probe = ("import socket, sys; from pvwtasks import processes, runlog; "
+             "print(runlog.fqdn(), processes.port_answers('127.0.0.1', int(sys.argv[1])), "
+             "'encodings.idna' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe, str(hostile.port)], capture_output=True, text=True, timeout=60)
+    assert fresh.stdout.split() == [socket.getfqdn(), "True", "False"], fresh.stderr
