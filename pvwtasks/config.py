@@ -9,7 +9,7 @@ naming the file and the key.
 """
 
 # No `from __future__ import annotations` here: the field types are read at run time (they are the
-# schema), and as strings every load would compile and evaluate each of them again.
+# schema: _build reads them from dataclasses.fields), and as strings every load would evaluate them again.
 import dataclasses
 import grp
 import os
@@ -470,8 +470,8 @@ def load_notify(path: Path) -> Notify | None:
 
 def _build(cls: type, path: Path, table: str, values: dict):
     """One dataclass from a TOML table; the field types say how each value is checked."""
-    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = {name: f.type for name, f in fields.items()}  # objects, not strings: see the imports
     toml_names = {next((t for (s, t), f in _RENAMED.items() if s == table and f == n), n) for n in fields}
     kwargs = {}
     # A field with metadata {"rest": True} takes the keys no other field names whose values are tables
