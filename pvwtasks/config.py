@@ -11,6 +11,7 @@ naming the file and the key.
 # No `from __future__ import annotations` here: the field types are read at run time (they are the
 # schema: _build reads them from dataclasses.fields), and as strings every load would evaluate them again.
 import dataclasses
+import functools
 import grp
 import os
 import pwd
@@ -365,7 +366,7 @@ class Settings(Frozen):
     notify: Notify
     apps: Apps = field(default_factory=Apps)
 
-    @property
+    @functools.cached_property  # read dozens of times per run; the settings never change
     def layout(self) -> Layout:
         return Layout(self.deploy.root)
 
