@@ -9,6 +9,7 @@ here branches on an output's name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,16 +24,17 @@ from functools import cache
 from operator import attrgetter
 from pathlib import Path
 
-from . import __version__, apache, apps, cron, families, programs, releases, systemd, trame
+from . import __version__, apache, apps, cron, families, outputs, programs, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .frozen import Frozen
 from .fsutil import atomic_write_text, replace_symlink
 from .layout import HashRecord, LastRun, Layout, ReleaseRecord, RenderedRecord
+from .outputs import TEMPLATE_FOLDER, TEMPLATES
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_PACKAGE, TEMPLATE_FOLDER = __package__, "templates"
+TEMPLATE_PACKAGE = __package__
 
 
 # --- values the templates need
@@ -445,25 +447,27 @@ class Output(Frozen):
     """One rendered file: template, place in the layout, mode, template values, and its check."""
 
     name: str  # the doit task is render_<name>
-    template: str  # file name in pvwtasks/templates
+    template: str  # file name in pvwtasks/templates (outputs.TEMPLATES)
     path: Callable[[Layout], Path]
     values: Callable[..., dict]  # (settings, **caller values) -> template values
     mode: int = 0o644  # logrotate ignores a config writable by group or others
     check: Callable[[Settings, Path], None] | None = None  # (settings, candidate file); raises RenderError
 
 
+def _entry(name: str, path: Callable[[Layout], Path], values: Callable[..., dict], **options) -> Output:
+    return Output(name, TEMPLATES[name], path, values, **options)  # the template: from the shared table
+
+
 OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
-    Output("vhost", "vhost.conf.j2", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
-    Output("launcher", "launch.json.j2", attrgetter("launch_json"), _launcher_values, check=_check_json),
-    Output("start", "start.sh.j2", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
-    Output("logrotate", "logrotate.conf.j2", attrgetter("logrotate_conf"), _logrotate_values,
-           check=_check_logrotate),
-    Output("cron", "crontab.j2", attrgetter("crontab_file"), _cron_values),
-    Output("index", "index.html.j2", attrgetter("index_page"), _index_values),
-    Output("systemd_launcher", "systemd-launcher.service.j2", systemd_unit_path("launcher"),
-           _systemd_launcher_values),
-    Output("systemd_update", "systemd-update.service.j2", systemd_unit_path("update"), _systemd_update_values),
-    Output("systemd_timer", "systemd-update.timer.j2", systemd_unit_path("timer"), _systemd_timer_values),
+    _entry("vhost", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
+    _entry("launcher", attrgetter("launch_json"), _launcher_values, check=_check_json),
+    _entry("start", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
+    _entry("logrotate", attrgetter("logrotate_conf"), _logrotate_values, check=_check_logrotate),
+    _entry("cron", attrgetter("crontab_file"), _cron_values),
+    _entry("index", attrgetter("index_page"), _index_values),
+    _entry("systemd_launcher", systemd_unit_path("launcher"), _systemd_launcher_values),
+    _entry("systemd_update", systemd_unit_path("update"), _systemd_update_values),
+    _entry("systemd_timer", systemd_unit_path("timer"), _systemd_timer_values),
 )}
 
 
@@ -482,8 +486,7 @@ def output_path(layout: Layout, name: str) -> Path:
 
 def template_file(name: str) -> Path:
     """The template file of output ``name`` inside the installed package (a doit file_dep)."""
-    # What importlib.resources answers for an installed (unzipped) package, without importing its readers.
-    return Path(__file__).resolve().parent / TEMPLATE_FOLDER / output(name).template
+    return outputs.template_file(output(name).name)
 
 
 def _apache_quote(value) -> str:
@@ -578,8 +581,6 @@ def refresh_file(settings: Settings, name: str, **values) -> bool:
     at the last refresh, and the file is still the text written then, the
     page is already right: no Jinja2 import, no write.
     """
-    import hashlib
-
     entry = output(name)
     template_values = entry.values(settings, **values)
     inputs = hashlib.sha256(json.dumps(
@@ -596,8 +597,6 @@ def refresh_file(settings: Settings, name: str, **values) -> bool:
 
 
 def _sha256_of(path: Path) -> str | None:
-    import hashlib
-
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:

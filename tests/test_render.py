@@ -16,7 +16,7 @@ from crontab import CronTab
 from conftest import build_release, write_config
 from support.doit import run_doit
 from support.ports import free_port
-from pvwtasks import config, render
+from pvwtasks import config, outputs, render
 from pvwtasks.cron import doit_command
 from pvwtasks.errors import RenderError
 from pvwtasks.layout import LastRun
@@ -282,6 +282,16 @@ def test_render_vhost_is_checked_by_apache_and_a_rejected_one_is_not_published(t
     assert "missing.pem" in result.stderr
     assert vhost.read_text() == good
     assert not list(vhost.parent.glob(".pvw-vhost.conf*"))
+
+
+def test_each_render_task_depends_on_its_registry_template(deployed):
+    assert set(render.OUTPUTS) == set(outputs.TEMPLATES)  # one table: dodo.py and the registry
+    for name in render.OUTPUTS:
+        task = f"render_systemd:{name.removeprefix('systemd_')}" if name.startswith("systemd_") else f"render_{name}"
+        info = run_doit(deployed.path, "info", task)  # exits 1 while the task is not up to date
+        assert "file_dep" in info.stdout, info.output
+        file_dep = info.stdout.split("file_dep", 1)[1].split("targets", 1)[0]
+        assert f" - {render.template_file(name)}\n" in file_dep, (task, file_dep)
 
 
 @pytest.mark.parametrize("name", list(render.OUTPUTS))
