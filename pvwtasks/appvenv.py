@@ -49,7 +49,7 @@ from urllib.parse import unquote, urlparse
 from .errors import VenvError
 from .frozen import Frozen
 from .fsutil import du
-from .layout import Layout, VenvRecord
+from .layout import Layout, VenvRecord, finished_builds
 
 log = logging.getLogger(__name__)
 
@@ -383,19 +383,9 @@ def refuse_vtk(spec: VenvSpec, names: Sequence[str]) -> None:
 
 # --------------------------------------------------------------------------- venvs on disk
 def built_venvs(layout: Layout) -> dict[str, VenvRecord]:
-    """The finished venvs: key -> record.  A folder without its record does not count."""
-    found = {}
-    try:
-        folders = sorted(layout.venvs.iterdir())
-    except OSError:
-        return {}
-    for folder in folders:
-        if folder.name.startswith("."):
-            continue
-        record = VenvRecord.load(layout.venv_record(folder.name))
-        if record is not None and record.key == folder.name and (folder / record.site_packages).is_dir():
-            found[folder.name] = record
-    return found
+    """The finished venvs: key -> record.  A folder without its record, or its site-packages, does not count."""
+    return finished_builds(layout.venvs, layout.venv_record, VenvRecord,
+                           lambda folder, record: (folder / record.site_packages).is_dir())
 
 
 def _pid_alive(pid: int) -> bool:

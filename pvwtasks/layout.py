@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from .frozen import Frozen
 from .fsutil import read_json, write_json
@@ -423,6 +423,28 @@ class ClientRecord(Record):
     built_at: float
     seconds: float = 0.0
     size: int = 0
+
+
+def finished_builds(folder: Path, record_file: Callable[[str], Path], record_type: type[R],
+                    complete: Callable[[Path, R], bool]) -> dict[str, R]:
+    """The finished builds under ``folder`` (trame venvs, web clients): sub-folder name -> its record.
+
+    A build writes its record last, naming its own folder (``key``); a
+    folder without such a record (being built, cut short, hidden) or one
+    that ``complete`` rejects does not count.
+    """
+    found = {}
+    try:
+        folders = sorted(folder.iterdir())
+    except OSError:
+        return {}
+    for sub in folders:
+        if sub.name.startswith("."):
+            continue
+        record = record_type.load(record_file(sub.name))
+        if record is not None and record.key == sub.name and complete(sub, record):
+            found[sub.name] = record
+    return found
 
 
 def read_pid(path: Path) -> int | None:

@@ -40,7 +40,7 @@ from .errors import WebClientError
 from .frozen import Frozen
 from .fsutil import atomic_write_text
 from .fsutil import du
-from .layout import ClientRecord, Layout
+from .layout import ClientRecord, Layout, finished_builds
 
 log = logging.getLogger(__name__)
 
@@ -83,17 +83,9 @@ def check_app_name(app: str) -> None:
 
 
 def built_clients(layout: Layout) -> dict[str, ClientRecord]:
-    """The finished clients: key -> record (a folder without its record does not count)."""
-    found = {}
-    try:
-        folders = sorted(layout.trame_clients.iterdir())
-    except OSError:
-        return {}
-    for folder in folders:
-        record = ClientRecord.load(layout.client_record(folder.name))
-        if record is not None and record.key == folder.name and (folder / "index.html").is_file():
-            found[folder.name] = record
-    return found
+    """The finished clients: key -> record (a folder without its record, or its index.html, does not count)."""
+    return finished_builds(layout.trame_clients, layout.client_record, ClientRecord,
+                           lambda folder, record: (folder / "index.html").is_file())
 
 
 def _run_tool(cmd: list[str], env: Mapping[str, str] | None, what: str) -> str:
