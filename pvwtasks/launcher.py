@@ -57,8 +57,8 @@ def _write_record(settings: Settings, launcher: psutil.Process) -> None:
         pid=launcher.pid,
         create_time=launcher.create_time(),
         release=live_name(layout),
-        launch_json=_sha256(layout.launch_json),
-        start_sh=_sha256(layout.start_script),
+        launch_json=_sha256(layout.rendered_launch_json),
+        start_sh=_sha256(layout.rendered_start_script),
         port=settings.launcher.port,
         started_at=time.time(),
     ).save(layout.launcher_record)
@@ -87,9 +87,9 @@ def why_restart(settings: Settings) -> str | None:
     live = live_name(layout)
     if started.release != live:
         return f"the live release switched from {started.release} to {live}"
-    if started.launch_json != _sha256(layout.launch_json):
+    if started.launch_json != _sha256(layout.rendered_launch_json):
         return "launch.json changed"
-    if started.start_sh != _sha256(layout.start_script):
+    if started.start_sh != _sha256(layout.rendered_start_script):
         return "start.sh changed"
     if not (started.health or {}).get("ok"):
         return "the last health check failed"
@@ -134,19 +134,42 @@ def health_check(settings: Settings) -> dict:
 # --------------------------------------------------------------------------
 
 
+SLOTS = ("a", "b")
+
+
 def stop(settings: Settings) -> dict:
-    """Stop this deployment's launcher and every session process, orphans included.
+    """Stop this deployment's launchers (both slots) and every session process, orphans included.
 
     SIGTERM, then up to ``[launcher] stop_grace`` seconds, then SIGKILL.
     When it returns no process of this deployment is left and the session
-    ports it held are free.  Removes the pidfile and clears proxy.txt.
+    ports it held are free.  Removes the pidfiles and clears the proxy files.
     Raises LauncherError when a process survives SIGKILL.
     """
     started = time.monotonic()
-    ended, killed = processes.stop_all(settings)
+    ended, killed = processes.stop_all(settings, every_slot=True)
+    for slot in SLOTS:
+        _forget(settings.for_slot(slot))
+    if ended:
+        log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
+                 ended, killed, time.monotonic() - started)
+    else:
+        log.info("launcher was not running; nothing to stop")
+    return {"ended": ended, "killed": killed}
+
+
+def _forget(settings: Settings) -> None:
+    """After a slot's processes ended: no pidfile, no running PID in its record, no session lines."""
     remove_quietly(settings.layout.pid_file)
     _update_record(settings, pid=None)
-    proxyfile.clear_proxy_file(settings)
+    if settings.slot == "a" or settings.layout.proxy_file.exists():
+        proxyfile.clear_proxy_file(settings)
+
+
+def stop_slot(settings: Settings) -> dict:
+    """Stop one slot's launcher and its sessions (``settings.for_slot(s)``), leaving the other slot alone."""
+    started = time.monotonic()
+    ended, killed = processes.stop_all(settings)
+    _forget(settings)
     if ended:
         log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
                  ended, killed, time.monotonic() - started)
@@ -214,7 +237,7 @@ def _launch(settings: Settings) -> psutil.Process:
     launcher = psutil.Process(proc.pid)
     proc.returncode = 0  # detached: never reap it from here (it outlives this process)
     _write_record(settings, launcher)
-    log.info("launcher started: PID %d on port %d", launcher.pid, cfg.port)
+    log.info("launcher started: PID %d on port %d (slot %s)", launcher.pid, cfg.port, settings.slot)
     return launcher
 
 
