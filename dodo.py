@@ -204,11 +204,17 @@ def task_launcher():
     return {
         "actions": [step("pvwtasks.deploy:ensure_running", SETTINGS)],
         "file_dep": [layout.installed_record, layout.launch_json, layout.start_script],
-        "uptodate": [check("pvwtasks.launcher:running_as_deployed", SETTINGS,
+        "uptodate": [check("pvwtasks.deploy:running_as_deployed", SETTINGS,
                            why="the launcher runs, healthy, with the live release, launch.json and start.sh")],
-        "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start"],
+        "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start", "drain"],
         "meta": _RESTART,
     }
+
+
+def task_drain():
+    """Stop the old launcher slot of an upgrade once its last session ended or its drain limit passed."""
+    return {"actions": [step("pvwtasks.deploy:drain", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
 
 
 def task_notify():
@@ -226,7 +232,7 @@ def task_update():
     return {
         "actions": None,
         "task_dep": ["lock", "download", "verify", "install", "extras", "publish_hash", "proxy_file", *_RENDERED,
-                     "compare_hash", "launcher", "notify"],
+                     "compare_hash", "drain", "launcher", "notify"],
     }
 
 

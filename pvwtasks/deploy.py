@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import launcher, pipeline, releases, render
+from . import launcher, pipeline, processes, releases, render, slots
 from .config import Settings
 from .errors import LauncherError, PvwError
 from .layout import ReleaseRecord, read_pid
@@ -32,40 +32,106 @@ def _mark_healthy(settings: Settings) -> None:
         releases.mark_healthy(settings.layout, started.release, float(health.get("at") or time.time()))
 
 
+def _prepare(settings: Settings) -> None:
+    """Render a slot's own launch config and start script (slot b's; slot a's are render_launcher's)."""
+    if settings.layout.launch_json != settings.layout.rendered_launch_json:
+        render.render_file(settings, "launcher")
+    if settings.layout.start_script != settings.layout.rendered_start_script:
+        render.render_file(settings, "start")
+
+
 def start(settings: Settings) -> dict:
-    """``doit start_launcher``: :func:`pvwtasks.launcher.start`, then mark the live release healthy."""
-    result = launcher.start(settings)
-    _mark_healthy(settings)
+    """``doit start_launcher``: start the active slot's launcher if no slot runs, then mark the release healthy."""
+    slots.reconcile(settings)
+    current = slots.active_settings(settings)
+    _prepare(current)
+    result = launcher.start(current)
+    _mark_healthy(current)
     return result
 
 
 def restart(settings: Settings) -> dict:
-    """``doit restart_launcher``: :func:`pvwtasks.launcher.restart`, then mark the live release healthy."""
-    result = launcher.restart(settings)
-    _mark_healthy(settings)
+    """``doit restart_launcher``: stop both slots and their sessions, start slot a, mark the release healthy."""
+    result = launcher.restart(settings.for_slot("a"))
+    slots.reset(settings, "a")
+    _mark_healthy(settings.for_slot("a"))
     return result
 
 
-def ensure_running(settings: Settings) -> dict:
-    """Restart the launcher only when needed; roll back when a switched-to release is unhealthy.
-
-    Leaves a running launcher alone when it runs as deployed.  Otherwise
-    stops it, starts it and health-checks it.  When that fails on a live
-    release that never passed a health check, marks it failed, switches
-    back to the previous good release, re-renders, restarts, checks again
-    and raises LauncherError naming both versions.
-    """
-    _mark_healthy(settings)  # the running launcher's release, checked before healthy_at was recorded
-    reason = launcher.why_restart(settings)
-    if reason is None:
-        log.info("launcher already running as deployed (PID %s); leaving it and its sessions alone",
-                 read_pid(settings.layout.pid_file))
-        return {"restarted": False}
-    live = releases.live_release(settings.layout)
-    log.info("restarting the launcher: %s", reason)
-    started = time.monotonic()
+def running_as_deployed(settings: Settings) -> bool:
+    """The ``uptodate`` check of the ``launcher`` task: the active slot's launcher runs as deployed; never raises."""
     try:
-        result = launcher.restart(settings)
+        return launcher.running_as_deployed(slots.active_settings(settings))
+    except Exception as err:  # noqa: BLE001 - an uptodate check must answer, not raise
+        log.info("launcher check failed: %s", err)
+        return False
+
+
+def drain(settings: Settings) -> dict:
+    """``doit drain``: stop the old launcher slot once its sessions ended or its drain limit passed."""
+    return slots.drain(settings)
+
+
+def ensure_running(settings: Settings) -> dict:
+    """Start the launcher when needed; upgrade beside the running one; roll back an unhealthy release.
+
+    Leaves a launcher running as deployed alone.  When none runs, starts the
+    active slot (stop-and-start semantics, nothing to keep).  Otherwise
+    starts the new launcher in the idle slot beside the running one and
+    health-checks it on its own port: on success ``active.txt`` names it
+    and the old slot drains (its sessions keep running, see
+    :func:`pvwtasks.slots.drain`); on failure the new slot is stopped
+    before any user reached it, the release is marked failed and the
+    previous good release is made live again, while the old slot keeps
+    serving.  Raises LauncherError naming both versions after a rollback.
+    """
+    slots.reconcile(settings)
+    record = slots.state(settings)
+    current = settings.for_slot(record.active)
+    _mark_healthy(current)  # the running launcher's release, checked before healthy_at was recorded
+    reason = launcher.why_restart(current)
+    if reason is None:
+        log.info("launcher already running as deployed (slot %s, PID %s); leaving it and its sessions alone",
+                 record.active, read_pid(current.layout.pid_file))
+        return {"restarted": False, "slot": record.active}
+    live = releases.live_release(settings.layout)
+    started = time.monotonic()
+    if processes.find_launcher(current) is None:
+        return _cold_start(settings, current, live, reason, started)
+    new = slots.other(record.active)
+    fresh = settings.for_slot(new)
+    log.info("upgrading the launcher beside the running one (slot %s -> %s): %s", record.active, new, reason)
+    if processes.find_launcher(fresh) is not None:
+        log.warning("launcher slot %s still drains an older release; ending it to take this upgrade", new)
+        launcher.stop_slot(fresh)
+    slots.begin(settings, new)
+    try:
+        _prepare(fresh)
+        result = launcher.start(fresh)
+    except PvwError as err:
+        log.error("the new launcher (slot %s) failed before taking any session: %s", new, err)
+        launcher.stop_slot(fresh)
+        slots.abandon(settings)
+        if (isinstance(err, launcher.PortBusy) or not isinstance(err, LauncherError)
+                or live is None or live.healthy_at is not None):
+            raise
+        target = releases.previous_good(settings.layout)
+        if target is None:
+            raise
+        raise _rollback(current, live, target, str(err), started, keep=True) from None
+    slots.switch(settings, new)
+    _mark_healthy(fresh)
+    return {"restarted": True, "reason": reason, "slot": new, "draining": record.active,
+            "seconds": round(time.monotonic() - started, 3), **result}
+
+
+def _cold_start(settings: Settings, current: Settings, live: ReleaseRecord | None, reason: str,
+                started: float) -> dict:
+    """No launcher runs: (re)start the active slot; roll back when a switched-to release is unhealthy."""
+    log.info("restarting the launcher: %s", reason)
+    try:
+        _prepare(current)
+        result = launcher.restart(current)
     except launcher.PortBusy:
         raise
     except LauncherError as err:
@@ -74,27 +140,40 @@ def ensure_running(settings: Settings) -> dict:
         target = releases.previous_good(settings.layout)
         if target is None:
             raise
-        raise _rollback(settings, live, target, str(err), started) from None
-    _mark_healthy(settings)
-    return {"restarted": True, "reason": reason, "seconds": round(time.monotonic() - started, 3), **result}
+        raise _rollback(current, live, target, str(err), started) from None
+    slots.switch(settings, current.slot)
+    _mark_healthy(current)
+    return {"restarted": True, "reason": reason, "slot": current.slot,
+            "seconds": round(time.monotonic() - started, 3), **result}
 
 
 def _rollback(settings: Settings, bad: ReleaseRecord, good: ReleaseRecord, error: str,
-              started: float) -> LauncherError:
-    """Mark ``bad`` failed, make ``good`` live again, restart; return the error that fails the run."""
+              started: float, keep: bool = False) -> LauncherError:
+    """Mark ``bad`` failed, make ``good`` live again, restart; return the error that fails the run.
+
+    ``settings`` is the active slot's.  With ``keep`` its launcher still
+    runs (the bad release was tried in the other slot) and is restarted only
+    when it does not run as deployed once ``good`` is live again.
+    """
     layout = settings.layout
     log.error("%s failed its health check; rolling back to %s", bad.name, good.name)
     releases.mark_failed(layout, bad.name, error)
     releases.switch_live(layout, good)
     try:
-        render.render_file(settings, "launcher")
-        render.render_file(settings, "start")
-        pipeline.publish_hash(settings)
+        base = settings.for_slot("a")
+        render.render_file(base, "launcher")
+        render.render_file(base, "start")
+        pipeline.publish_hash(base)
         try:
-            render.render_file(settings, "index")
+            render.render_file(base, "index")
         except PvwError as err:
             log.warning("landing page not re-rendered after rollback: %s", err)
-        launcher.restart(settings)
+        if not keep or launcher.why_restart(settings) is not None:
+            _prepare(settings)
+            launcher.restart(settings)
+            slots.switch(settings, settings.slot)
+        else:
+            log.info("launcher slot %s kept serving %s throughout", settings.slot, good.name)
     except PvwError as again:
         return LauncherError(
             f"{bad.version} ({bad.name}) failed its health check and the rollback to {good.version} "

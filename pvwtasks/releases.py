@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import InstallError
 from .fsutil import replace_symlink
-from .layout import Layout, ReleaseRecord, live_name
+from .layout import LauncherRecord, Layout, ReleaseRecord, live_name
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,18 @@ def switch_live(layout: Layout, release: ReleaseRecord) -> bool:
     return moved
 
 
+def in_use(layout: Layout) -> set[str]:
+    """Releases a launcher slot was started with and has not been stopped since (its sessions need the tree)."""
+    busy = set()
+    for slot in ("a", "b"):
+        started = LauncherRecord.load(layout.for_slot(slot).launcher_record)
+        if started is not None and started.pid is not None and started.release:
+            busy.add(started.release)
+    return busy
+
+
 def prune(layout: Layout, keep: int) -> list[str]:
-    """Delete the oldest releases beyond ``keep`` (the live one and the rollback target always stay).
+    """Delete the oldest releases beyond ``keep`` (the live one, the rollback target and those in use stay).
 
     A failed release newer than the live one stays for inspection.
     Returns the names removed.
@@ -122,9 +132,13 @@ def prune(layout: Layout, keep: int) -> list[str]:
     live = live_release(layout)
     target = previous_good(layout)
     kept_good = 1 if live else 0
+    busy = in_use(layout)
     removed = []
     for release in reversed(all_releases(layout)):
         if live and release.name == live.name:
+            continue
+        if release.name in busy:
+            log.info("keeping %s: a launcher slot still serves sessions from it", release.name)
             continue
         if target and release.name == target.name:
             kept_good += 1
