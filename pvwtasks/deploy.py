@@ -121,7 +121,12 @@ def ensure_running(settings: Settings) -> dict:
         raise _rollback(current, live, target, str(err), started, keep=True) from None
     slots.switch(settings, new)
     _mark_healthy(fresh)
-    return {"restarted": True, "reason": reason, "slot": new, "draining": record.active,
+    try:
+        drained = slots.drain(settings)  # an old slot without sessions is stopped right away
+    except PvwError as err:
+        log.warning("the old launcher slot %s stays until the next run: %s", record.active, err)
+        drained = {"draining": record.active}
+    return {"restarted": True, "reason": reason, "slot": new, "draining": drained.get("draining"),
             "seconds": round(time.monotonic() - started, 3), **result}
 
 

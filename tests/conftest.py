@@ -304,4 +304,7 @@ def open_session(settings, app: str = "loader") -> dict:
 
 
 def pidfile_pid(settings) -> int:
-    return int(settings.layout.pid_file.read_text())
+    """The PID of the launcher taking new sessions (the active slot's, after an upgrade the other one)."""
+    from pvwtasks import slots
+
+    return int(slots.active_settings(settings).layout.pid_file.read_text())
