@@ -224,6 +224,7 @@ def _vhost_values(settings: Settings) -> dict:
         "launcher_url": launcher_url(settings),
         "slot_b_url": launcher_url(settings.for_slot("b")),
         "slot_a_address": launcher_address(settings.for_slot("a")),
+        "slot_b_address": launcher_address(settings.for_slot("b")),
         "active_map": ensure_active_map(settings),
         "proxy_file": settings.for_slot("a").layout.proxy_file,
         "slot_b_proxy_file": _second_proxy_file(settings),

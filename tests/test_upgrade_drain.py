@@ -128,7 +128,7 @@ class Talker(threading.Thread):
                 unchunker.set_max_message_size(1 << 20)
                 await self._call(ws, unchunker, "system:c0:0", "wslink.hello", [{"secret": self.secret}], 20)
                 reply = await self._call(ws, unchunker, "rpc:c0:v", "demo.version", [], 20)
-                self.version = reply.get("result")
+                self.version = (reply.get("result") or {}).get("version")
                 self.ready.set()
                 n = 0
                 while not self.stop_event.is_set():
@@ -258,12 +258,18 @@ def test_upgrade_keeps_open_sessions_and_refuses_no_new_one(tmp_path, http_serve
         old_release = data["slots"]["a"]["release"]
         # Its sessions close: the next drain stops slot a.
         old = settings.for_slot("a")
+        ports = [s["port"] for s in proxyfile.sessions(old)]
         for session in proxyfile.sessions(old):
-            requests.delete(f"{old.launcher.url}{session['id']}", timeout=30)
+            assert requests.delete(f"{site.base}/paraview/{session['id']}", timeout=30).status_code == 200
+        deadline = time.monotonic() + 20
+        while processes.listeners(ports) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not processes.listeners(ports)
         closed = time.monotonic()
         drained = run_doit(site.cfg, "drain", env=ENV)
         gone = time.monotonic() - closed
         assert drained.returncode == 0, drained.output
+        assert "has no session left" in drained.output, drained.output
         print(f"old slot gone {gone:.2f} s after its last session closed (one `doit drain`)")
         assert _running_slots(settings).keys() == {"b"}
         assert slots.state(settings).draining is None
