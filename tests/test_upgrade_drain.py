@@ -169,8 +169,9 @@ class Poller(threading.Thread):
             except requests.RequestException as err:
                 self.failures.append(repr(err))
 
-    def gap(self) -> float:
-        return max(b - a for a, b in zip(self.ok_at, self.ok_at[1:]))
+    def gap(self, start: float = 0.0, end: float = float("inf")) -> float:
+        """The largest time between two successful POSTs, over the pairs that overlap [start, end]."""
+        return max((b - a for a, b in zip(self.ok_at, self.ok_at[1:]) if b >= start and a <= end), default=0.0)
 
 
 def _running_slots(settings) -> dict[str, int]:
@@ -359,3 +360,69 @@ def test_kill_9_during_the_switch_is_resolved_by_the_next_update(tmp_path, http_
         _no_orphans(settings)
         _no_stale_lines(settings)
         assert site.post()["id"]
+
+
+def _talkers(site: Site, count: int) -> list[Talker]:
+    talkers = []
+    for _ in range(count):
+        opened = site.post()
+        talker = Talker(_ws_url(site, opened), opened["secret"])
+        talker.start()
+        talkers.append(talker)
+    for talker in talkers:
+        assert talker.ready.wait(30) and talker.error is None, talker.error
+    return talkers
+
+
+def _across(site: Site, poller: Poller, *args: str) -> tuple[float, float, list[Talker], int]:
+    """Run ``doit ARGS`` with 3 open sessions talking; (gap across it, seconds, talkers, failures during it)."""
+    talkers = _talkers(site, 3)
+    failed_before = len(poller.failures)
+    started = time.monotonic()
+    done = run_doit(site.cfg, *args, env=ENV)
+    ended = time.monotonic()
+    assert done.returncode == 0, done.output
+    while (not poller.ok_at or poller.ok_at[-1] < ended + 1.0) and time.monotonic() < ended + 30:
+        time.sleep(0.1)
+    for talker in talkers:
+        talker.stop_event.set()
+    for talker in talkers:
+        talker.join(10)
+    return poller.gap(started, ended), ended - started, talkers, len(poller.failures) - failed_before
+
+
+def test_figures_upgrade_beside_versus_stop_and_start(tmp_path, http_server):
+    """The bench/RESULTS.md figures: POST gap and open sessions kept, upgrade vs `doit restart_launcher`."""
+    with Site(tmp_path, http_server) as site:
+        settings = site.settings
+        poller = Poller(site)
+        poller.start()
+        time.sleep(4)
+        steady = poller.gap()
+        site.publish("5.13.1")
+        up_gap, up_seconds, up_talkers, up_failed = _across(site, poller, "update")
+        up_kept = sum(t.error is None and t.missed == 0 for t in up_talkers)
+        # Close the old slot's sessions; time until the old slot is gone (one `doit drain`).
+        old = settings.for_slot("a")
+        ports = [s["port"] for s in proxyfile.sessions(old)]
+        for session in proxyfile.sessions(old):
+            requests.delete(f"{site.base}/paraview/{session['id']}", timeout=30)
+        while processes.listeners(ports):
+            time.sleep(0.02)
+        closed = time.monotonic()
+        assert run_doit(site.cfg, "drain", env=ENV).returncode == 0
+        gone = time.monotonic() - closed
+        assert "a" not in _running_slots(settings)
+        # Today's stop-and-start, for comparison: `doit restart_launcher`.
+        rs_gap, rs_seconds, rs_talkers, rs_failed = _across(site, poller, "restart_launcher")
+        rs_kept = sum(t.error is None and t.missed == 0 for t in rs_talkers)
+        poller.stop_event.set()
+        poller.join(60)
+        print(f"\nFIGURES steady POST+DELETE cycle: largest gap {steady:.2f} s")
+        print(f"FIGURES upgrade beside (doit update {up_seconds:.2f} s): largest POST gap {up_gap:.2f} s, "
+              f"{up_failed} failed POSTs, open sessions kept {up_kept}/{len(up_talkers)}")
+        print(f"FIGURES stop-and-start (doit restart_launcher {rs_seconds:.2f} s): largest POST gap {rs_gap:.2f} s, "
+              f"{rs_failed} failed POSTs, open sessions kept {rs_kept}/{len(rs_talkers)}")
+        print(f"FIGURES old slot gone {gone:.2f} s after its last session closed (one `doit drain`)")
+        assert up_failed == 0 and up_kept == len(up_talkers)
+        assert rs_kept == 0  # stop-and-start ends every open session: what the upgrade avoids
