@@ -332,6 +332,7 @@ class Settings:
     cron: Cron
     notify: Notify
     slot: str = "a"  # the launcher slot these settings describe (see for_slot)
+    base: Settings | None = field(default=None, repr=False, compare=False)  # slot a's, for a slot-b copy
 
     @property
     def layout(self) -> Layout:
@@ -343,14 +344,12 @@ class Settings:
         Slot ``b`` uses ``[launcher] second_port`` and ``second_port_range`` as
         its ``port`` and ``port_range``, and the slot-b files of the layout.
         """
-        base = self if self.slot == "a" else self._base
+        base = self if self.slot == "a" or self.base is None else self.base
         if slot == "a":
             return base
         cfg = base.launcher
-        derived = dataclasses.replace(base, slot="b", launcher=dataclasses.replace(
+        return dataclasses.replace(base, slot="b", base=base, launcher=dataclasses.replace(
             cfg, port=cfg.slot_b_port, port_range=cfg.slot_b_range))
-        object.__setattr__(derived, "_base", base)
-        return derived
 
     def section(self, name: str) -> dict:
         """Return one section as plain data, for ``config_changed``."""
