@@ -189,6 +189,27 @@ def deployment_processes(settings: Settings, every_slot: bool = False) -> list[p
     return list(found.values())
 
 
+def strays(settings: Settings, owners: set[int]) -> list[psutil.Process]:
+    """Processes of this deployment that belong to no running launcher in ``owners`` (PIDs).
+
+    A launcher of either slot that no pidfile names, and apps in the session
+    of a launcher either slot recorded, or listening on either slot's session
+    ports, whose launcher is not in ``owners``.  Another program merely run
+    from a release tree (an admin's pvpython) is left alone.
+    """
+    layouts = [settings.layout.for_slot(s) for s in SLOTS]
+    known = set().union(*(_known_launchers(lay) for lay in layouts))
+    ports = set().union(*(port_range(settings.for_slot(s)) for s in SLOTS))
+    found = []
+    for proc in deployment_processes(settings, every_slot=True):
+        sid = _session_id_of(proc.pid)
+        if proc.pid in owners or sid in owners:
+            continue
+        if _runs_launcher_module(cmdline(proc)) or sid in known or _listens_on(proc, ports):
+            found.append(proc)
+    return found
+
+
 def _listens_on(proc: psutil.Process, ports: set[int]) -> bool:
     try:
         return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports

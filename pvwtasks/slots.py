@@ -15,7 +15,6 @@ resolves: one active slot, no orphaned apps, no stale proxy lines.
 from __future__ import annotations
 
 import logging
-import os
 import time
 
 from . import launcher, processes, proxyfile
@@ -167,8 +166,7 @@ def reconcile(settings: Settings) -> dict:
         else:
             drop_stale_lines(slot_settings)
     owners = {proc.pid for proc in running.values() if proc is not None}
-    orphans = [p for p in processes.deployment_processes(settings, every_slot=True)
-               if p.pid not in owners and _session_of(p) not in owners]
+    orphans = processes.strays(settings, owners)
     if orphans:
         log.warning("ending %d process(es) that belong to no running launcher: %s", len(orphans),
                     ", ".join(processes.describe(p) for p in orphans))
@@ -180,13 +178,6 @@ def reconcile(settings: Settings) -> dict:
     write_active_map(settings, active)
     done.update(active=active, draining=draining, orphans=len(orphans))
     return done
-
-
-def _session_of(proc) -> int | None:
-    try:
-        return os.getsid(proc.pid)
-    except OSError:
-        return None
 
 
 def drain(settings: Settings) -> dict:
