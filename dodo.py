@@ -198,6 +198,12 @@ def task_compare_hash():
 _RENDERED = ["render_vhost", "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index"]
 
 
+def task_drain():
+    """Stop the old launcher slot of an upgrade once its last session ended or its drain limit passed."""
+    return {"actions": [step("pvwtasks.deploy:drain", SETTINGS)], "uptodate": [False],
+            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
+
+
 def task_launcher():
     """Restart the launcher if the install or its config changed, or it is down; roll back if unhealthy."""
     layout = SETTINGS.layout
@@ -209,12 +215,6 @@ def task_launcher():
         "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start", "drain"],
         "meta": _RESTART,
     }
-
-
-def task_drain():
-    """Stop the old launcher slot of an upgrade once its last session ended or its drain limit passed."""
-    return {"actions": [step("pvwtasks.deploy:drain", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
 
 
 def task_notify():

@@ -174,6 +174,18 @@ class Poller(threading.Thread):
         return max((b - a for a, b in zip(self.ok_at, self.ok_at[1:]) if b >= start and a <= end), default=0.0)
 
 
+def _close_sessions(site: Site, slot_settings) -> None:
+    """DELETE (through Apache) every live session of a slot and wait until their apps are gone."""
+    deadline = time.monotonic() + 30
+    while (live := slots.live_sessions(slot_settings)) and time.monotonic() < deadline:
+        for session in live:
+            assert requests.delete(f"{site.base}/paraview/{session['id']}", timeout=30).status_code in (200, 404)
+        ports = [s["port"] for s in live]
+        while processes.listeners(ports) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert not slots.live_sessions(slot_settings)
+
+
 def _running_slots(settings) -> dict[str, int]:
     return {s: p.pid for s in slots.SLOTS if (p := processes.find_launcher(settings.for_slot(s))) is not None}
 
@@ -259,13 +271,7 @@ def test_upgrade_keeps_open_sessions_and_refuses_no_new_one(tmp_path, http_serve
         old_release = data["slots"]["a"]["release"]
         # Its sessions close: the next drain stops slot a.
         old = settings.for_slot("a")
-        ports = [s["port"] for s in proxyfile.sessions(old)]
-        for session in proxyfile.sessions(old):
-            assert requests.delete(f"{site.base}/paraview/{session['id']}", timeout=30).status_code == 200
-        deadline = time.monotonic() + 20
-        while processes.listeners(ports) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not processes.listeners(ports)
+        _close_sessions(site, old)
         closed = time.monotonic()
         drained = run_doit(site.cfg, "drain", env=ENV)
         gone = time.monotonic() - closed
@@ -404,11 +410,7 @@ def test_figures_upgrade_beside_versus_stop_and_start(tmp_path, http_server):
         up_kept = sum(t.error is None and t.missed == 0 for t in up_talkers)
         # Close the old slot's sessions; time until the old slot is gone (one `doit drain`).
         old = settings.for_slot("a")
-        ports = [s["port"] for s in proxyfile.sessions(old)]
-        for session in proxyfile.sessions(old):
-            requests.delete(f"{site.base}/paraview/{session['id']}", timeout=30)
-        while processes.listeners(ports):
-            time.sleep(0.02)
+        _close_sessions(site, old)
         closed = time.monotonic()
         assert run_doit(site.cfg, "drain", env=ENV).returncode == 0
         gone = time.monotonic() - closed
