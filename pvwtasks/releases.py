@@ -19,6 +19,8 @@ import shutil
 import time
 from pathlib import Path
 
+import psutil
+
 from .errors import InstallError
 from .fsutil import replace_symlink
 from .layout import LauncherRecord, Layout, ReleaseRecord, live_name
@@ -114,13 +116,21 @@ def switch_live(layout: Layout, release: ReleaseRecord) -> bool:
 
 
 def in_use(layout: Layout) -> set[str]:
-    """Releases a launcher slot was started with and has not been stopped since (its sessions need the tree)."""
+    """Releases a running launcher slot was started with (its sessions need the tree)."""
     busy = set()
     for slot in ("a", "b"):
         started = LauncherRecord.load(layout.for_slot(slot).launcher_record)
-        if started is not None and started.pid is not None and started.release:
+        if started is not None and started.pid is not None and started.release and _alive(started):
             busy.add(started.release)
     return busy
+
+
+def _alive(started: LauncherRecord) -> bool:
+    """The recorded launcher still runs (same PID and start time): a killed one serves nothing."""
+    try:
+        return abs(psutil.Process(started.pid).create_time() - started.create_time) <= 1
+    except psutil.Error:
+        return False
 
 
 def prune(layout: Layout, keep: int) -> list[str]:
