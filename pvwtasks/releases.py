@@ -147,9 +147,6 @@ def prune(layout: Layout, keep: int) -> list[str]:
     for release in reversed(all_releases(layout)):
         if live and release.name == live.name:
             continue
-        if release.name in busy:
-            log.info("keeping %s: a launcher slot still serves sessions from it", release.name)
-            continue
         if target and release.name == target.name:
             kept_good += 1
             continue
@@ -157,6 +154,9 @@ def prune(layout: Layout, keep: int) -> list[str]:
             continue
         if not release.failed and kept_good < keep:
             kept_good += 1
+            continue
+        if release.name in busy:
+            log.info("keeping %s beyond keep = %d: a launcher slot still serves sessions from it", release.name, keep)
             continue
         shutil.rmtree(layout.release_dir(release.name), ignore_errors=True)
         layout.release_record(release.name).unlink(missing_ok=True)
