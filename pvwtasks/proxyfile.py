@@ -134,9 +134,18 @@ def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
         log.warning("proxy.txt needs an admin; run as root: %s", commands)
         if not os.access(path, os.R_OK | os.W_OK):
             raise LauncherError(f"{path}: not readable and writable by {current_user()}; run as root: {commands}")
+        _ensure_second(settings)
         return {"proxy_file": str(path), "admin_needed": [" ".join(c) for c in admin]}
+    _ensure_second(settings)
     log.info("%s: group %s, mode 0660", path, group)
     return {"proxy_file": str(path), "admin_needed": []}
+
+
+def _ensure_second(settings: Settings) -> None:
+    """Make slot b's proxy file exist too (Apache's /proxy rule looks sessions up in both)."""
+    second = settings.for_slot("b")
+    if not second.layout.proxy_file.exists():
+        clear_proxy_file(second)
 
 
 def proxy_file_ok(settings: Settings) -> bool:
@@ -145,7 +154,8 @@ def proxy_file_ok(settings: Settings) -> bool:
     The ``uptodate`` check of ``doit proxy_file``: never raises.
     """
     try:
-        return settings.layout.proxy_file.exists() and not fixes_needed(settings)
+        return (settings.layout.proxy_file.exists() and settings.for_slot("b").layout.proxy_file.exists()
+                and not fixes_needed(settings))
     except Exception as err:  # noqa: BLE001 - an uptodate check must answer, not raise
         log.info("proxy.txt check failed: %s", err)
         return False
@@ -161,7 +171,10 @@ def clear_proxy_file(settings: Settings) -> None:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        atomic_write_text(path, "", PROXY_MODE)
+        try:  # slot b's file takes the owner, group and mode of proxy.txt (slot a's, set by `doit proxy_file`)
+            _replace_keeping_owner(path, "", settings.layout.for_slot("a").proxy_file.stat())
+        except FileNotFoundError:
+            atomic_write_text(path, "", PROXY_MODE)
         return
     if stat.st_size == 0:
         return

@@ -25,7 +25,7 @@ from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 
-from . import apache, apps, cron, families, programs, releases, systemd, trame
+from . import apache, apps, cron, families, programs, proxyfile, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .fsutil import atomic_write_text, replace_symlink
@@ -58,6 +58,28 @@ def session_url(settings: Settings) -> str:
 def launcher_url(settings: Settings) -> str:
     """The launcher's own URL (with the trailing slash it requires), as Apache reaches it."""
     return settings.launcher.url
+
+
+def launcher_address(settings: Settings) -> str:
+    """``host:port`` of the launcher of ``settings.slot``, as Apache reaches it (the active map's value)."""
+    return settings.launcher.address
+
+
+def ensure_active_map(settings: Settings) -> Path:
+    """``conf/active.txt``, written naming slot a when missing (Apache needs the file to exist)."""
+    path = settings.layout.active_map
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, f"launcher {launcher_address(settings.for_slot('a'))}\n", 0o644)
+    return path
+
+
+def _second_proxy_file(settings: Settings) -> Path:
+    """Slot b's proxy file, made (like proxy.txt) when missing: Apache refuses a map file that is not there."""
+    second = settings.for_slot("b")
+    if not second.layout.proxy_file.exists():
+        proxyfile.clear_proxy_file(second)
+    return second.layout.proxy_file
 
 
 def session_log_dir(layout: Layout) -> Path:
@@ -209,6 +231,12 @@ def _vhost_values(settings: Settings) -> dict:
     return {
         "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
         "launcher_url": launcher_url(settings),
+        "slot_b_url": launcher_url(settings.for_slot("b")),
+        "slot_a_address": launcher_address(settings.for_slot("a")),
+        "slot_b_address": launcher_address(settings.for_slot("b")),
+        "active_map": ensure_active_map(settings),
+        "proxy_file": settings.for_slot("a").layout.proxy_file,
+        "slot_b_proxy_file": _second_proxy_file(settings),
         "error_log": layout.apache_error_log,
         "access_log": layout.apache_access_log,
         "https_base": f"https://{web.server_name}{https_port}",
@@ -242,6 +270,7 @@ def _start_values(settings: Settings) -> dict:
         "release": info.label,
         "render_env": env,
         "launch_json": str(layout.launch_json),
+        "slot_b_script": str(settings.for_slot("b").layout.start_script) if settings.slot == "a" else "",
         "launcher_log": str(layout.launcher_log),
     }
 
