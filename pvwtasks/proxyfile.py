@@ -70,11 +70,13 @@ def fixes_needed(settings: Settings) -> list[list[str]]:
     for user in _members_wanted(settings):
         if _user_exists(user) and not _is_member(user, group):
             fixes.append(["usermod", "-a", "-G", group, user])
-    stat = path.stat()
-    if gid is None or stat.st_gid != gid:
-        fixes.append(["chgrp", group, str(path)])
-    if stat.st_mode & 0o777 != PROXY_MODE:
-        fixes.append(["chmod", "0660", str(path)])
+    second = settings.for_slot("b").layout.proxy_file  # slot b's, once made: the same group and mode
+    for each in (path, *([second] if second != path and second.exists() else [])):
+        stat = each.stat()
+        if gid is None or stat.st_gid != gid:
+            fixes.append(["chgrp", group, str(each)])
+        if stat.st_mode & 0o777 != PROXY_MODE:
+            fixes.append(["chmod", "0660", str(each)])
     return fixes
 
 
@@ -101,15 +103,15 @@ def _apply(cmd: list[str], path: Path, is_root: bool) -> None:
         if cmd[0] == "chgrp":
             gid = _group_id(cmd[1])
             if gid is not None:
-                os.chown(path, -1, gid)
+                os.chown(cmd[-1], -1, gid)
         elif cmd[0] == "chmod":
-            os.chmod(path, PROXY_MODE)
+            os.chmod(cmd[-1], PROXY_MODE)
     except PermissionError:
         pass
 
 
 def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
-    """Make ``ROOT/proxy.txt`` exist with group ``[launcher] proxy_group`` and mode 0660.
+    """Make ``ROOT/proxy.txt`` (and slot b's ``proxy-b.txt``) exist with group ``[launcher] proxy_group``, mode 0660.
 
     As root, creates the group when missing (groupadd) and adds the launcher
     user and the web server user to it (usermod -a -G).  As another user it
@@ -122,6 +124,7 @@ def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
     if not path.exists():
         atomic_write_text(path, "", PROXY_MODE)
         log.info("created %s", path)
+    _ensure_second(settings)
     is_root = os.geteuid() == 0 if as_root is None else as_root
     for user in _members_wanted(settings):
         if not _user_exists(user):
@@ -134,9 +137,7 @@ def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
         log.warning("proxy.txt needs an admin; run as root: %s", commands)
         if not os.access(path, os.R_OK | os.W_OK):
             raise LauncherError(f"{path}: not readable and writable by {current_user()}; run as root: {commands}")
-        _ensure_second(settings)
         return {"proxy_file": str(path), "admin_needed": [" ".join(c) for c in admin]}
-    _ensure_second(settings)
     log.info("%s: group %s, mode 0660", path, group)
     return {"proxy_file": str(path), "admin_needed": []}
 
