@@ -26,6 +26,7 @@ import pytest
 import requests
 from wslink.chunking import UnChunker, generate_chunks
 
+from apache_support import ManagedApache
 from conftest import build_release, stop_deployment_processes, write_config
 from support.doit import run_doit, start_doit
 from support.ports import free_port, free_port_range
@@ -37,26 +38,37 @@ pytestmark = pytest.mark.timeout(300)
 ENV = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
 
 
-def _config(tmp_path: Path, url: str, extra: str = "") -> Path:
-    http_port = free_port()
+def _config(tmp_path: Path, url: str, extra: str = "", web_extra: str = "", http_port: int | None = None) -> Path:
     web = textwrap.dedent(f"""
         [web]
         server_name = "127.0.0.1"
-        http_port = {http_port}
+        http_port = {http_port or free_port()}
         proxy_timeout = 600
-        """)
+        """) + textwrap.dedent(web_extra)
     return write_config(tmp_path / "pvw.toml", url, tmp_path / "root", port_range=free_port_range(8),
                         extra=extra + "\n" + web)
 
 
 class Site:
-    """A deployed stand-in 5.13.0 behind a private Apache serving the rendered vhost."""
+    """A deployed stand-in 5.13.0 behind a private Apache serving the rendered vhost.
 
-    def __init__(self, tmp_path: Path, server, extra: str = "") -> None:
+    With ``managed`` pvwtasks manages that Apache ([web] manage_apache, see
+    apache_support): it installs the site, starts Apache, and health-checks
+    each new launcher slot through it; ``apache_extra`` goes into its httpd.conf.
+    """
+
+    def __init__(self, tmp_path: Path, server, extra: str = "", managed: bool = False,
+                 apache_extra: str = "") -> None:
         self.server = server
         self.release = build_release(server.root, "5.13.0")
-        self.cfg = _config(tmp_path, server.url(self.release.name), extra)
+        self.managed = ManagedApache(tmp_path / "apache", [free_port()]) if managed else None
+        web = self.managed.web_toml() if self.managed else ""
+        self.cfg = _config(tmp_path, server.url(self.release.name), extra, web,
+                           self.managed.ports[0] if self.managed else None)
         self.settings = config.load(self.cfg)
+        if self.managed and apache_extra:
+            with self.managed.conf.open("a") as conf:
+                conf.write(apache_extra.format(settings=self.settings))
         self.apache: Apache | None = None
         self.tmp = tmp_path
 
@@ -64,8 +76,11 @@ class Site:
         done = run_doit(self.cfg, "update", env=ENV)
         assert done.returncode == 0, done.output
         port = self.settings.web.http_port
-        conf = httpd_conf(self.tmp / "httpd", [port], render.output_path(self.settings.layout, "vhost"))
-        self.apache = Apache(conf, port).start()
+        if self.managed:
+            assert "health check ok through the front" in done.output, done.output
+        else:
+            conf = httpd_conf(self.tmp / "httpd", [port], render.output_path(self.settings.layout, "vhost"))
+            self.apache = Apache(conf, port).start()
         self.base = f"http://127.0.0.1:{port}"
         return self
 
@@ -73,6 +88,8 @@ class Site:
         if self.apache:
             self.apache.stop()
         stop_deployment_processes(self.settings.layout.root)
+        if self.managed:
+            self.managed.stop()
 
     def publish(self, version: str, **kwargs) -> None:
         """The next release at the same URL (what `doit update` downloads next)."""
@@ -285,6 +302,53 @@ def test_upgrade_keeps_open_sessions_and_refuses_no_new_one(tmp_path, http_serve
         _no_orphans(settings)
 
 
+def test_upgrade_checked_through_a_managed_apache_fails_no_post(tmp_path, http_server):
+    with Site(tmp_path, http_server, managed=True) as site:
+        settings = site.settings
+        done, poller, talkers, _seconds = _upgrade_under_load(site)
+        assert done.returncode == 0, done.output
+        # The new slot was checked on its own port first, then through Apache once it took new sessions.
+        own = done.output.index(f"health check ok: ")
+        through = done.output.index(f"health check ok through the front {site.base}/paraview/", own)
+        assert own < through < done.output.index("launcher slot a drains")
+        assert poller.failures == [] and sum(t.missed for t in talkers) == 0
+        assert all(t.error is None and t.version == "5.13.0" for t in talkers)
+        assert (slots.state(settings).active, slots.state(settings).draining) == ("b", "a")
+        _no_orphans(settings)
+
+
+def test_a_front_that_cannot_reach_the_new_slot_switches_back(tmp_path, http_server):
+    # The admin's Apache may not proxy to slot b's port: the new slot passes on its own port and fails
+    # through the front, so new sessions go back to slot a, which kept serving, and 5.13.1 is rolled back.
+    deny = '<Proxy "http://127.0.0.1:{settings.launcher.slot_b_port}/">\n    Require all denied\n</Proxy>\n'
+    with Site(tmp_path, http_server, managed=True, apache_extra=deny) as site:
+        settings = site.settings
+        before = _running_slots(settings)
+        talkers = _talkers(site, 2)
+        site.publish("5.13.1")
+        done = run_doit(site.cfg, "update", env=ENV)
+        for talker in talkers:
+            talker.stop_event.set()
+        for talker in talkers:
+            talker.join(10)
+        assert done.returncode != 0, done.output
+        assert "fails through the front; new sessions go back to slot a" in done.output, done.output
+        assert "rolled back to 5.13.0" in done.output
+        assert sum(t.missed for t in talkers) == 0 and all(t.error is None for t in talkers)
+        assert _running_slots(settings) == before == {"a": before["a"]}
+        state = slots.state(settings)
+        assert (state.active, state.draining, state.starting) == ("a", None, None)
+        assert settings.layout.active_map.read_text() == slots.active_map_text(settings, "a")
+        assert proxyfile.sessions(settings.for_slot("b")) == []
+        fresh = site.post()
+        probe = Talker(_ws_url(site, fresh), fresh["secret"])
+        probe.start()
+        assert probe.ready.wait(30) and probe.version == "5.13.0", probe.error
+        probe.stop_event.set()
+        probe.join(10)
+        _no_orphans(settings)
+
+
 def test_broken_release_never_gets_a_session_and_the_old_slot_keeps_serving(tmp_path, http_server):
     with Site(tmp_path, http_server) as site:
         settings = site.settings
@@ -343,9 +407,10 @@ def _kill_update_when(site: Site, condition, timeout: float = 90) -> bool:
             proc.wait(10)
 
 
-@pytest.mark.parametrize("point", ["starting recorded", "new launcher up", "active switched"])
+@pytest.mark.parametrize("point", ["starting recorded", "new launcher up", "active switched",
+                                   "switched, not yet checked through the front"])
 def test_kill_9_during_the_switch_is_resolved_by_the_next_update(tmp_path, http_server, point):
-    with Site(tmp_path, http_server) as site:
+    with Site(tmp_path, http_server, managed="front" in point) as site:
         settings = site.settings
         site.post()  # an open session in slot a, so the old slot drains instead of stopping at once
         layout_b = settings.for_slot("b").layout
@@ -353,6 +418,8 @@ def test_kill_9_during_the_switch_is_resolved_by_the_next_update(tmp_path, http_
             "starting recorded": lambda: slots.state(settings).starting == "b",
             "new launcher up": lambda: layout_b.pid_file.exists(),
             "active switched": lambda: slots.state(settings).active == "b",
+            "switched, not yet checked through the front":
+                lambda: (slots.state(settings).active, slots.state(settings).starting) == ("b", "b"),
         }
         site.publish("5.13.1")
         assert _kill_update_when(site, conditions[point]), f"`doit update` ended before {point}"
