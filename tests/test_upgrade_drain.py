@@ -9,27 +9,22 @@ right by the next ``doit update``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import textwrap
-import threading
 import time
 from pathlib import Path
 
-import aiohttp
-import msgpack
-import psutil
 import pytest
 import requests
-from wslink.chunking import UnChunker, generate_chunks
 
 from apache_support import ManagedApache
 from conftest import build_release, stop_deployment_processes, write_config
 from support.doit import run_doit, start_doit
 from support.ports import free_port, free_port_range
+from support.sessions import Poller, Talker
 from pvwtasks import config, processes, proxyfile, render, slots
 from render_support import Apache, httpd_conf
 
@@ -105,92 +100,6 @@ def _ws_url(site: Site, session: dict) -> str:
     return f"ws://127.0.0.1:{site.settings.web.http_port}/proxy?sessionId={session['id']}&path=ws"
 
 
-class Talker(threading.Thread):
-    """One open session: hello, then ``test.echo`` every 100 ms until stopped; counts missed replies."""
-
-    def __init__(self, url: str, secret: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.secret = url, secret
-        self.sent = self.answered = self.missed = 0
-        self.version = None
-        self.error: str | None = None
-        self.stop_event = threading.Event()
-        self.ready = threading.Event()
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._talk())
-        except Exception as err:  # noqa: BLE001 - counted, reported by the test
-            self.error = repr(err)
-        finally:
-            self.ready.set()
-
-    async def _call(self, ws, unchunker, ident: str, method: str, args: list, timeout: float = 2.0):
-        message = {"wslink": "1.0", "id": ident, "method": method, "args": args, "kwargs": {}}
-        for chunk in generate_chunks(msgpack.packb(message), 0):
-            await ws.send_bytes(chunk)
-        deadline = time.monotonic() + timeout
-        while True:
-            received = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
-            if received.type != aiohttp.WSMsgType.BINARY:
-                raise AssertionError(f"websocket: {received}")
-            reply = unchunker.process_chunk(received.data)
-            if reply is not None and reply.get("id") == ident:
-                return reply
-
-    async def _talk(self) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            async with session.ws_connect(self.url) as ws:
-                unchunker = UnChunker()
-                unchunker.set_max_message_size(1 << 20)
-                await self._call(ws, unchunker, "system:c0:0", "wslink.hello", [{"secret": self.secret}], 20)
-                reply = await self._call(ws, unchunker, "rpc:c0:v", "demo.version", [], 20)
-                self.version = (reply.get("result") or {}).get("version")
-                self.ready.set()
-                n = 0
-                while not self.stop_event.is_set():
-                    n += 1
-                    self.sent += 1
-                    try:
-                        reply = await self._call(ws, unchunker, f"rpc:c0:{n}", "test.echo", [n])
-                        if reply.get("result") == {"echo": n}:
-                            self.answered += 1
-                        else:
-                            self.missed += 1
-                    except (asyncio.TimeoutError, AssertionError):
-                        self.missed += 1
-                        if ws.closed:
-                            raise
-                    await asyncio.sleep(0.1)
-
-
-class Poller(threading.Thread):
-    """POST /paraview through Apache back to back, DELETE each session again; counts failures and gaps."""
-
-    def __init__(self, site: Site) -> None:
-        super().__init__(daemon=True)
-        self.site = site
-        self.ok_at: list[float] = []
-        self.failures: list[str] = []
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                reply = requests.post(f"{self.site.base}/paraview", json={"application": "loader"}, timeout=60)
-                if reply.status_code != 200:
-                    self.failures.append(f"{reply.status_code} {reply.text[:200]}")
-                    continue
-                self.ok_at.append(time.monotonic())
-                requests.delete(f"{self.site.base}/paraview/{reply.json()['id']}", timeout=60)
-            except requests.RequestException as err:
-                self.failures.append(repr(err))
-
-    def gap(self, start: float = 0.0, end: float = float("inf")) -> float:
-        """The largest time between two successful POSTs, over the pairs that overlap [start, end]."""
-        return max((b - a for a, b in zip(self.ok_at, self.ok_at[1:]) if b >= start and a <= end), default=0.0)
-
-
 def _close_sessions(site: Site, slot_settings) -> None:
     """DELETE (through Apache) every live session of a slot and wait until their apps are gone."""
     deadline = time.monotonic() + 30
@@ -231,7 +140,7 @@ def _upgrade_under_load(site: Site, sessions: int = 3, **release) -> tuple[subpr
         talkers.append(talker)
     for talker in talkers:
         assert talker.ready.wait(30) and talker.error is None, talker.error
-    poller = Poller(site)
+    poller = Poller(site.base)
     poller.start()
     deadline = time.monotonic() + 30
     while len(poller.ok_at) < 2 and time.monotonic() < deadline:
@@ -308,7 +217,7 @@ def test_upgrade_checked_through_a_managed_apache_fails_no_post(tmp_path, http_s
         done, poller, talkers, _seconds = _upgrade_under_load(site)
         assert done.returncode == 0, done.output
         # The new slot was checked on its own port first, then through Apache once it took new sessions.
-        own = done.output.index(f"health check ok: ")
+        own = done.output.index("health check ok: ")
         through = done.output.index(f"health check ok through the front {site.base}/paraview/", own)
         assert own < through < done.output.index("launcher slot a drains")
         assert poller.failures == [] and sum(t.missed for t in talkers) == 0
@@ -468,7 +377,7 @@ def test_figures_upgrade_beside_versus_stop_and_start(tmp_path, http_server):
     """The bench/RESULTS.md figures: POST gap and open sessions kept, upgrade vs `doit restart_launcher`."""
     with Site(tmp_path, http_server) as site:
         settings = site.settings
-        poller = Poller(site)
+        poller = Poller(site.base)
         poller.start()
         time.sleep(4)
         steady = poller.gap()
