@@ -346,7 +346,7 @@ def task_uninstall_cron():
 
 
 def task_render_systemd():
-    """Render the systemd units into conf/systemd/: launcher service, update service and its timer."""
+    """Render the systemd units into conf/systemd/: launcher slots' template, update and watchdog with timers."""
     from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
 
     dodo = str(dodo_path())
@@ -356,9 +356,12 @@ def task_render_systemd():
         "launcher": _keys("launcher", "user", "allow_root", "proxy_group", "stop_grace"),
         "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
         "timer": _keys("cron", "update"),
+        "watchdog": {"config": str(SETTINGS.path), "python": sys.executable},
+        "watchdog_timer": _keys("cron", "watchdog"),
     }
     templates = {"launcher": "systemd-launcher.service.j2", "update": "systemd-update.service.j2",
-                 "timer": "systemd-update.timer.j2"}
+                 "timer": "systemd-update.timer.j2", "watchdog": "systemd-watchdog.service.j2",
+                 "watchdog_timer": "systemd-watchdog.timer.j2"}
     for kind, template in templates.items():
         values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
         task = _render_task(f"systemd_{kind}", template, SETTINGS.layout.systemd_units / units[kind],

@@ -96,16 +96,21 @@ def _drain_time(config: Path, settings, base: str) -> float:
 
     from pvwtasks import processes, slots
 
-    old = settings.for_slot(slots.state(settings).draining or "a")
-    for session in slots.live_sessions(old):
-        requests.delete(f"{base}/paraview/{session['id']}", timeout=30)
+    draining = slots.state(settings).draining
+    if draining is None:
+        raise RuntimeError("no launcher slot drains after the upgrade")
+    old = settings.for_slot(draining)
     deadline = time.monotonic() + 30
-    while slots.live_sessions(old) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    while (live := slots.live_sessions(old)) and time.monotonic() < deadline:
+        for session in live:  # through Apache, which sends a session's DELETE to the slot holding it
+            requests.delete(f"{base}/paraview/{session['id']}", timeout=30)
+        ports = [s["port"] for s in live]
+        while processes.listeners(ports) and time.monotonic() < deadline:
+            time.sleep(0.02)
     closed = time.monotonic()
-    common.doit(config, "drain")
+    drained = common.doit(config, "drain")
     if processes.find_launcher(old) is not None:
-        raise RuntimeError("the old slot still runs after `doit drain`")
+        raise RuntimeError(f"slot {draining} still runs after `doit drain`:\n{drained.output[-2000:]}")
     return time.monotonic() - closed
 
 

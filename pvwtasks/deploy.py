@@ -229,7 +229,7 @@ def install_systemd(settings: Settings) -> dict:
 
     Copies conf/systemd/* into ``[deploy] systemd_unit_dir``, runs
     ``systemctl daemon-reload``, enables slot a's launcher service (an
-    instance of the template unit) and the update timer, starts the timer,
+    instance of the template unit), the update and the watchdog timers, starts the timers,
     and restarts the launcher in slot a through systemd (launchers started
     by pvwtasks itself are stopped first).  Raises
     SystemdError when systemctl fails, PvwError when supervisor is not systemd.
@@ -244,9 +244,10 @@ def install_systemd(settings: Settings) -> dict:
         raise systemd.SystemdError(f"{missing[0]} is missing; run `doit render_systemd` first")
     changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
     systemd.systemctl("daemon-reload")
-    systemd.systemctl("enable", launcher.launcher_unit(settings.for_slot("a")), names["timer"])
-    systemd.systemctl("start", names["timer"])
-    log.info("installed %s in %s (%s changed); update timer started",
+    systemd.systemctl("enable", launcher.launcher_unit(settings.for_slot("a")), names["timer"],
+                      names["watchdog_timer"])
+    systemd.systemctl("start", names["timer"], names["watchdog_timer"])
+    log.info("installed %s in %s (%s changed); update and watchdog timers started",
              ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed))
     result = restart(settings)  # slot a, under systemd from now on
     log.info("the launcher runs under systemd as %s", launcher.launcher_unit(settings.for_slot("a")))
@@ -265,7 +266,7 @@ def uninstall_systemd(settings: Settings) -> dict:
     if not present:
         log.info("no systemd units of %s in %s; nothing to remove", settings.layout.root, unit_dir)
         return {"removed": []}
-    systemd.systemctl("disable", "--now", names["timer"],
+    systemd.systemctl("disable", "--now", names["timer"], names["watchdog_timer"],
                       *(launcher.launcher_unit(settings.for_slot(slot)) for slot in slots.SLOTS))
     removed = systemd.remove_units(list(names.values()), unit_dir)
     systemd.systemctl("daemon-reload")

@@ -384,12 +384,30 @@ def _systemd_timer_values(settings: Settings) -> dict:
             "update_unit": common["units"]["update"]}
 
 
+def _systemd_watchdog_values(settings: Settings) -> dict:
+    words = cron.watchdog_command(settings)
+    return {**_systemd_common(settings),
+            "path_env": _unit_word("PATH=" + cron.cron_path()),
+            "watchdog_command": " ".join(_unit_word(w) for w in words)}
+
+
+def _systemd_watchdog_timer_values(settings: Settings) -> dict:
+    common = _systemd_common(settings)
+    try:
+        calendar = systemd.on_calendar(settings.cron.watchdog)
+    except PvwError as err:
+        raise RenderError(f"{settings.path}: [cron] watchdog: {err}") from None
+    return {**common, "schedule": settings.cron.watchdog, "on_calendar": calendar,
+            "watchdog_unit": common["units"]["watchdog"]}
+
+
 def systemd_unit_path(kind: str) -> Callable[[Layout], Path]:
     """Where the rendered unit ``kind`` ("launcher", "update", "timer") goes: conf/systemd/<unit name>."""
     return lambda layout: layout.systemd_units / systemd.unit_names(systemd.instance_name(layout.root))[kind]
 
 
-SYSTEMD_OUTPUTS = {"launcher": "systemd_launcher", "update": "systemd_update", "timer": "systemd_timer"}
+SYSTEMD_OUTPUTS = {"launcher": "systemd_launcher", "update": "systemd_update", "timer": "systemd_timer",
+                   "watchdog": "systemd_watchdog", "watchdog_timer": "systemd_watchdog_timer"}
 
 
 def _index_values(settings: Settings) -> dict:
@@ -495,6 +513,10 @@ OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
            _systemd_launcher_values),
     Output("systemd_update", "systemd-update.service.j2", systemd_unit_path("update"), _systemd_update_values),
     Output("systemd_timer", "systemd-update.timer.j2", systemd_unit_path("timer"), _systemd_timer_values),
+    Output("systemd_watchdog", "systemd-watchdog.service.j2", systemd_unit_path("watchdog"),
+           _systemd_watchdog_values),
+    Output("systemd_watchdog_timer", "systemd-watchdog.timer.j2", systemd_unit_path("watchdog_timer"),
+           _systemd_watchdog_timer_values),
 )}
 
 

@@ -37,6 +37,8 @@ def unit_names(instance: str) -> dict[str, str]:
         "launcher": f"pvw-launcher-{instance}@.service",
         "update": f"pvw-update-{instance}.service",
         "timer": f"pvw-update-{instance}.timer",
+        "watchdog": f"pvw-watchdog-{instance}.service",
+        "watchdog_timer": f"pvw-watchdog-{instance}.timer",
     }
 
 

@@ -296,6 +296,10 @@ def test_rendered_units_pass_systemd_analyze_verify(dep, tmp_path):
     timer = (dep["root"] / "conf" / "systemd" / names["timer"]).read_text()
     assert "OnCalendar=Mon..Fri *-*-* 02:30:00" in timer and "Persistent=true" in timer
     assert "RandomizedDelaySec=5min" in timer
+    watchdog = (dep["root"] / "conf" / "systemd" / names["watchdog"]).read_text()
+    assert "Type=oneshot" in watchdog and f'"-m" "pvwtasks.watchdog" "{dep["config"]}"' in watchdog
+    watchdog_timer = (dep["root"] / "conf" / "systemd" / names["watchdog_timer"]).read_text()
+    assert "OnCalendar=*-*-* *:00/5:00" in watchdog_timer and f"Unit={names['watchdog']}" in watchdog_timer
     update = (dep["root"] / "conf" / "systemd" / names["update"]).read_text()
     assert "Type=oneshot" in update and f'"config={dep["config"]}"' in update
     # The launcher unit is a template: verify it as its two instances (the slots) too.
@@ -328,7 +332,8 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     assert done.returncode == 0, done.output
     assert sorted(p.name for p in fake_systemctl["unit_dir"].iterdir()) == sorted(names.values())
     calls = fake_systemctl["calls"].read_text().splitlines()
-    assert calls[:3] == ["daemon-reload", f"enable {unit_a} {names['timer']}", f"start {names['timer']}"]
+    timers = f"{names['timer']} {names['watchdog_timer']}"
+    assert calls[:3] == ["daemon-reload", f"enable {unit_a} {timers}", f"start {timers}"]
     assert f"start {unit_a}" in calls and f"start {unit_b}" not in calls
     assert calls[-2:] == [f"enable {unit_a}", f"disable {unit_b}"]  # slot a is the one started at boot
     settings = pvwconfig.load(dep["config"])
@@ -359,7 +364,7 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     assert gone.returncode == 0, gone.output
     assert list(fake_systemctl["unit_dir"].iterdir()) == []
     calls = fake_systemctl["calls"].read_text().splitlines()
-    assert f"disable --now {names['timer']} {unit_a} {unit_b}" in calls and calls[-1] == "daemon-reload"
+    assert f"disable --now {timers} {unit_a} {unit_b}" in calls and calls[-1] == "daemon-reload"
     last = pidfile_pid(settings)
     assert wait_until(lambda: _gone(last), what="the launcher to stop")
 
