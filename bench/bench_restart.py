@@ -1,7 +1,7 @@
 """Benchmark 3: restart downtime of the launcher, stopped and started with a new release.
 
 Since issue 14 ``doit update`` starts a new release beside the running
-launcher (``bench_upgrade`` figures in tests/test_upgrade_drain.py); what is
+launcher (bench_upgrade.py compares the two); what is
 measured here is the stop-and-start it did before, and that
 ``doit restart_launcher`` still does: install, render, restart.
 
