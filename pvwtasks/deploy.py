@@ -58,8 +58,10 @@ def start(settings: Settings) -> dict:
 
 def restart(settings: Settings) -> dict:
     """``doit restart_launcher``: stop both slots and their sessions, start slot a, mark the release healthy."""
-    result = launcher.restart(settings.for_slot("a"))
-    slots.reset(settings, "a")
+    launcher.check_launch_files(settings.for_slot("a"))  # before anything stops
+    launcher.stop(settings)
+    slots.reset(settings, "a")  # the front sends new sessions (and the check through it) to slot a
+    result = launcher.start(settings.for_slot("a"))
     launcher.boot_with(settings.for_slot("a"))
     _mark_healthy(settings.for_slot("a"))
     return result

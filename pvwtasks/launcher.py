@@ -279,7 +279,7 @@ def unit_installed(settings: Settings) -> bool:
     return (settings.deploy.systemd_unit_dir / template).is_file()
 
 
-def _check_launch_files(settings: Settings) -> None:
+def check_launch_files(settings: Settings) -> None:
     """Refuse to (re)start with a missing start.sh or an unusable launch.json (before any downtime)."""
     service_account(settings)  # refuses root before anything is stopped
     start_sh, launch_json = settings.layout.start_script, settings.layout.launch_json
@@ -305,7 +305,7 @@ def _launch(settings: Settings) -> psutil.Process:
     from . import health
 
     layout, cfg = settings.layout, settings.launcher
-    _check_launch_files(settings)
+    check_launch_files(settings)
     held = processes.listeners([cfg.port])
     if held:
         pid = held[cfg.port]
@@ -440,7 +440,7 @@ def restart(settings: Settings, every_slot: bool = True) -> dict:
     the stop and the launcher answering.  Raises LauncherError before
     stopping anything when start.sh or launch.json is unusable.
     """
-    _check_launch_files(settings)
+    check_launch_files(settings)
     if every_slot:
         stop(settings)
     else:

@@ -224,6 +224,12 @@ def test_upgrade_checked_through_a_managed_apache_fails_no_post(tmp_path, http_s
         assert all(t.error is None and t.version == "5.13.0" for t in talkers)
         assert (slots.state(settings).active, slots.state(settings).draining) == ("b", "a")
         _no_orphans(settings)
+        # The stop-and-start still works from slot b: both stop, slot a starts, checked through the front.
+        restarted = run_doit(site.cfg, "restart_launcher", env=ENV)
+        assert restarted.returncode == 0, restarted.output
+        assert f"health check ok through the front {site.base}/paraview/" in restarted.output
+        assert slots.state(settings).active == "a" and _running_slots(settings).keys() == {"a"}
+        assert settings.layout.active_map.read_text() == slots.active_map_text(settings, "a")
 
 
 def test_a_front_that_cannot_reach_the_new_slot_switches_back(tmp_path, http_server):
