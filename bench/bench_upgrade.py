@@ -62,11 +62,10 @@ def _talkers(base: str, port: int) -> list[Talker]:
     for _ in range(SESSIONS):
         opened = requests.post(f"{base}/paraview/", json={"application": "loader"}, timeout=60).json()
         talker = Talker(f"ws://127.0.0.1:{port}/proxy?sessionId={opened['id']}&path=ws", opened["secret"])
-        talker.start()
-        talkers.append(talker)
-    for talker in talkers:
+        talker.start()  # connected before the next POST rewrites the proxy file (see tests/test_upgrade_drain.py)
         if not talker.ready.wait(30) or talker.error:
             raise RuntimeError(f"a session did not open: {talker.error}")
+        talkers.append(talker)
     return talkers
 
 
