@@ -159,11 +159,14 @@ def reset(settings: Settings, slot: str = "a") -> SlotsRecord:
 def reconcile(settings: Settings) -> dict:
     """Resolve what a killed run left: one active slot, no orphans, no stale proxy lines.
 
-    A slot being started when the run died is stopped (the next upgrade
-    starts it again).  A slot whose launcher is dead is idle: its leftover
-    apps are ended and its proxy file cleared.  When the active slot is dead
-    and the other runs, the other becomes active.  Apps of this deployment
-    that belong to no running launcher are ended.  Cheap when all is well.
+    A switch not yet confirmed through the front goes back to the old slot
+    when it still runs.  A slot being started when the run died is stopped
+    (the next upgrade starts it again).  A slot whose launcher is dead is
+    idle: its leftover apps are ended and its proxy file cleared (a dead
+    draining slot is never started again).  When the active slot is dead and
+    the other runs without draining, the other becomes active; a dead active
+    slot beside a draining one stays active, for the caller to start.  Apps
+    of this deployment that belong to no running launcher are ended.
     """
     record = state(settings)
     done: dict = {"active": record.active}
