@@ -226,12 +226,12 @@ def task_apache_site():
 
 
 def task_web_access():
-    """Make what Apache serves (www/, client links, docs, the way to proxy.txt) readable by the web user."""
+    """Make what Apache serves (www/, client links, docs, the proxy files, active.txt) readable by the web user."""
     return {
         "actions": [step("pvwtasks.webaccess:open_served", SETTINGS)],
         "uptodate": [check("pvwtasks.webaccess:served_open", SETTINGS,
                            why="everything Apache serves is readable by the web user")],
-        "task_dep": _LOCKED + ["proxy_file", "render_index"],
+        "task_dep": _LOCKED + ["proxy_file", "render_vhost", "render_index"],
     }
 
 
@@ -248,6 +248,14 @@ def task_compare_hash():
 _RENDERED = ["render_vhost", "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index"]
 
 
+def task_drain():
+    """Stop the old launcher slot of an upgrade once its last session ended or its drain limit passed."""
+    return {"actions": [step("pvwtasks.deploy:drain", SETTINGS)],
+            "uptodate": [check("pvwtasks.slots:nothing_to_drain", SETTINGS,
+                               why="no launcher slot drains and no switch was interrupted")],
+            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
+
+
 def task_launcher():
     """Restart the launcher if the install or its config changed, or it is down; roll back if unhealthy."""
     layout = SETTINGS.layout
@@ -256,7 +264,7 @@ def task_launcher():
         "file_dep": [layout.installed_record, layout.launch_json, layout.start_script],
         "uptodate": [check("pvwtasks.launcher:running_as_deployed", SETTINGS,
                            why="the launcher runs, healthy, with the live release, launch.json and start.sh")],
-        "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start"],
+        "task_dep": _LOCKED + ["proxy_file", "render_launcher", "render_start", "drain"],
         "meta": _RESTART,
     }
 
@@ -282,8 +290,8 @@ def task_update():
     return {
         "actions": None,
         "task_dep": ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash",
-                     "proxy_file", *_RENDERED, "apache_site", "web_access", "compare_hash", "launcher", "prune_logs",
-                     "notify"],
+                     "proxy_file", *_RENDERED, "apache_site", "web_access", "compare_hash", "drain", "launcher",
+                     "prune_logs", "notify"],
     }
 
 
@@ -336,7 +344,7 @@ def task_uninstall_cron():
 
 
 def task_render_systemd():
-    """Render the systemd units into conf/systemd/: launcher service, update service and its timer."""
+    """Render the systemd units into conf/systemd/: launcher slots' template, update and watchdog with timers."""
     from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
 
     dodo = str(dodo_path())
@@ -346,8 +354,10 @@ def task_render_systemd():
         "launcher": _keys("launcher", "user", "allow_root", "proxy_group", "stop_grace"),
         "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
         "timer": _keys("cron", "update"),
+        "watchdog": {"config": str(SETTINGS.path), "python": sys.executable},
+        "watchdog_timer": _keys("cron", "watchdog"),
     }
-    for kind in ("launcher", "update", "timer"):
+    for kind in ("launcher", "update", "timer", "watchdog", "watchdog_timer"):
         values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
         task = _render_task(f"systemd_{kind}", SETTINGS.layout.systemd_units / units[kind],
                             extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)

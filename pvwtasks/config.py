@@ -275,6 +275,10 @@ class Launcher(Frozen):
     health_app: str = ""  # empty: the first app
     backend: Literal["", "egl", "osmesa", "glx"] = ""  # 6.x picks its OpenGL backend at run time
     apps: dict[str, App] = field(default_factory=dict)  # empty: the release family's bundled apps
+    # The second launcher slot, started beside the running one during an upgrade.
+    second_port: Annotated[int, _Range(0, 65535)] = 0  # 0: port + 1
+    second_port_range: list[Port] = field(default_factory=list)  # []: as many ports, right after port_range
+    drain_limit: NonNegative = 14400.0  # seconds an old slot keeps its open sessions after an upgrade
 
     @property
     def connect_host(self) -> str:
@@ -285,6 +289,24 @@ class Launcher(Frozen):
     def url(self) -> str:
         """The launcher's own URL, with the trailing slash it requires (health check, status, Apache)."""
         return f"http://{url_host(self.connect_host)}:{self.port}/{self.endpoint.strip('/')}/"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the launcher from this machine (and from Apache)."""
+        return f"{url_host(self.connect_host)}:{self.port}"
+
+    @property
+    def slot_b_port(self) -> int:
+        """The launcher port of slot ``b`` (``second_port``, or ``port`` + 1)."""
+        return self.second_port or self.port + 1
+
+    @property
+    def slot_b_range(self) -> list[int]:
+        """The session ports of slot ``b``: ``second_port_range``, or as many right after ``port_range``."""
+        if self.second_port_range:
+            return list(self.second_port_range)
+        first, last = self.port_range
+        return [last + 1, last + 1 + (last - first)]
 
 
 def loopback_host(host: str) -> str:
@@ -365,10 +387,25 @@ class Settings(Frozen):
     cron: Cron
     notify: Notify
     apps: Apps = field(default_factory=Apps)
+    slot: str = "a"  # the launcher slot these settings describe (see for_slot)
+    base: "Settings | None" = field(default=None, repr=False, compare=False)  # slot a's, for a slot-b copy
 
     @functools.cached_property  # read dozens of times per run; the settings never change
     def layout(self) -> Layout:
-        return Layout(self.deploy.root)
+        return Layout(self.deploy.root, self.slot)
+
+    def for_slot(self, slot: str) -> "Settings":
+        """These settings for launcher slot ``a`` (the configured port and range) or ``b`` (the second ones).
+
+        Slot ``b`` uses ``[launcher] second_port`` and ``second_port_range`` as
+        its ``port`` and ``port_range``, and the slot-b files of the layout.
+        """
+        base = self if self.slot == "a" or self.base is None else self.base
+        if slot == "a":
+            return base
+        cfg = base.launcher
+        return dataclasses.replace(base, slot="b", base=base, launcher=dataclasses.replace(
+            cfg, port=cfg.slot_b_port, port_range=cfg.slot_b_range))
 
     def section(self, name: str) -> dict:
         """Return one section as plain data, for ``config_changed``."""
@@ -572,6 +609,16 @@ def _check_together(s: Settings) -> None:
     if len(s.launcher.port_range) != 2 or first > last:
         raise ConfigError(f"{p}: [launcher] port_range: expected [first, last] ports in order, "
                           f"got {s.launcher.port_range}")
+    b_first, b_last = (s.launcher.slot_b_range + [0, 0])[:2]
+    if len(s.launcher.slot_b_range) != 2 or b_first > b_last or b_last > 65535:
+        raise ConfigError(f"{p}: [launcher] second_port_range: expected [first, last] ports in order, "
+                          f"got {s.launcher.slot_b_range}")
+    if b_first <= last and first <= b_last:
+        raise ConfigError(f"{p}: [launcher] second_port_range: {s.launcher.slot_b_range} overlaps port_range "
+                          f"{s.launcher.port_range}; the two launcher slots need their own session ports")
+    if s.launcher.slot_b_port == s.launcher.port or s.launcher.slot_b_port > 65535:
+        raise ConfigError(f"{p}: [launcher] second_port: {s.launcher.slot_b_port} must differ from port "
+                          f"and be at most 65535")
     for name, app in s.launcher.apps.items():
         if bool(app.script) == bool(app.module):
             raise ConfigError(f"{p}: [launcher.apps.{name}] script: set either script or module (exactly one)")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from . import launcher, pipeline, releases, render, systemd
+from . import launcher, pipeline, processes, releases, render, slots, systemd
 from .config import Settings
 from .errors import LauncherError, PvwError
 from .layout import ReleaseRecord, read_pid
@@ -32,40 +32,135 @@ def _mark_healthy(settings: Settings) -> None:
         releases.mark_healthy(settings.layout, started.release, float(health.get("at") or time.time()))
 
 
+def _prepare(settings: Settings) -> None:
+    """Render a slot's own launch config and start script (slot b's; slot a's are render_launcher's)."""
+    if settings.layout.launch_json != settings.layout.rendered_launch_json:
+        render.render_file(settings, "launcher")
+    if settings.layout.start_script != settings.layout.rendered_start_script:
+        render.render_file(settings, "start")
+
+
 def start(settings: Settings) -> dict:
-    """``doit start_launcher``: :func:`pvwtasks.launcher.start`, then mark the live release healthy."""
-    result = launcher.start(settings)
-    _mark_healthy(settings)
+    """``doit start_launcher`` (and the watchdog): start the active slot's launcher, mark its release healthy.
+
+    Reconciles first (an interrupted switch, a dead draining slot); a
+    draining slot is never started again, only the active one.
+    """
+    slots.reconcile(settings)
+    current = slots.active_settings(settings)
+    _prepare(current)
+    result = launcher.start(current)
+    if result.get("started"):
+        launcher.boot_with(current)
+    _mark_healthy(current)
     return result
 
 
 def restart(settings: Settings) -> dict:
-    """``doit restart_launcher``: :func:`pvwtasks.launcher.restart`, then mark the live release healthy."""
-    result = launcher.restart(settings)
-    _mark_healthy(settings)
+    """``doit restart_launcher``: stop both slots and their sessions, start slot a, mark the release healthy."""
+    launcher.check_launch_files(settings.for_slot("a"))  # before anything stops
+    launcher.stop(settings)
+    slots.reset(settings, "a")  # the front sends new sessions (and the check through it) to slot a
+    result = launcher.start(settings.for_slot("a"))
+    launcher.boot_with(settings.for_slot("a"))
+    _mark_healthy(settings.for_slot("a"))
     return result
 
 
-def ensure_running(settings: Settings) -> dict:
-    """Restart the launcher only when needed; roll back when a switched-to release is unhealthy.
+def drain(settings: Settings) -> dict:
+    """``doit drain``: stop the old launcher slot once its sessions ended or its drain limit passed."""
+    return slots.drain(settings)
 
-    Leaves a running launcher alone when it runs as deployed.  Otherwise
-    stops it, starts it and health-checks it.  When that fails on a live
-    release that never passed a health check, marks it failed, switches
-    back to the previous good release, re-renders, restarts, checks again
-    and raises LauncherError naming both versions.
+
+def ensure_running(settings: Settings) -> dict:
+    """Start the launcher when needed; upgrade beside the running one; roll back an unhealthy release.
+
+    Leaves a launcher running as deployed alone.  When none runs, starts the
+    active slot (nothing to keep).  Otherwise starts the new launcher in the
+    idle slot beside the running one and health-checks it on its own port;
+    only then does ``active.txt`` name it.  With ``[web] manage_apache`` the
+    check is repeated through Apache; when that fails the front is switched
+    back to the old slot and the new one stopped.  On success the old slot
+    drains (its sessions keep running, see :func:`pvwtasks.slots.drain`).  A
+    new release that fails either check is marked failed and the previous
+    good release made live again while the old slot keeps serving; raises
+    LauncherError naming both versions.
     """
-    _mark_healthy(settings)  # the running launcher's release, checked before healthy_at was recorded
-    reason = launcher.why_restart(settings)
+    slots.reconcile(settings)
+    record = slots.state(settings)
+    current = settings.for_slot(record.active)
+    _mark_healthy(current)  # the running launcher's release, checked before healthy_at was recorded
+    reason = launcher.why_restart(current)
     if reason is None:
-        log.info("launcher already running as deployed (PID %s); leaving it and its sessions alone",
-                 read_pid(settings.layout.pid_file))
-        return {"restarted": False}
+        log.info("launcher already running as deployed (slot %s, PID %s); leaving it and its sessions alone",
+                 record.active, read_pid(current.layout.pid_file))
+        return {"restarted": False, "slot": record.active}
     live = releases.live_release(settings.layout)
-    log.info("restarting the launcher: %s", reason)
     started = time.monotonic()
+    if processes.find_launcher(current) is None:
+        return _cold_start(settings, current, live, reason, started)
+    new = slots.other(record.active)
+    fresh = settings.for_slot(new)
+    log.info("upgrading the launcher beside the running one (slot %s -> %s): %s", record.active, new, reason)
+    if processes.find_launcher(fresh) is not None:
+        log.warning("launcher slot %s still drains an older release; ending it to take this upgrade", new)
+        launcher.stop_slot(fresh)
+    slots.begin(settings, new)
     try:
-        result = launcher.restart(settings)
+        _prepare(fresh)
+        result = launcher.start(fresh, front=False)  # on its own port: no user can reach it yet
+    except PvwError as err:
+        log.error("the new launcher (slot %s) failed before taking any session: %s", new, err)
+        launcher.stop_slot(fresh)
+        slots.abandon(settings)
+        raise _failed_beside(current, live, err, started) from None
+    slots.switch(settings, new, confirmed=not settings.web.manage_apache)
+    if settings.web.manage_apache:
+        try:
+            result["health"] = launcher.health_check(fresh, front=True)
+        except LauncherError as err:
+            log.error("the new launcher (slot %s) fails through the front; new sessions go back to slot %s",
+                      new, record.active)
+            slots.switch_back(settings, record.active)
+            launcher.stop_slot(fresh)
+            slots.abandon(settings)
+            raise _failed_beside(current, live, err, started) from None
+        slots.confirm(settings)
+    launcher.boot_with(fresh)
+    _mark_healthy(fresh)
+    try:
+        drained = slots.drain(settings)  # an old slot without sessions is stopped right away
+    except PvwError as err:
+        log.warning("the old launcher slot %s stays until the next run: %s", record.active, err)
+        drained = {"draining": record.active}
+    return {"restarted": True, "reason": reason, "slot": new, "draining": drained.get("draining"),
+            "seconds": round(time.monotonic() - started, 3), **result}
+
+
+def _failed_beside(current: Settings, live: ReleaseRecord | None, err: PvwError, started: float) -> PvwError:
+    """The error that fails the run after a new slot failed; a new release is rolled back first.
+
+    The old slot (``current``) kept serving throughout and is left alone.
+    """
+    if (isinstance(err, (launcher.PortBusy, launcher.AccountError)) or not isinstance(err, LauncherError)
+            or live is None or live.healthy_at is not None):
+        return err  # not a bad version switch: nothing to roll back
+    target = releases.previous_good(current.layout)
+    if target is None:
+        return err
+    return _rollback(current, live, target, str(err), started, keep=True)
+
+
+def _cold_start(settings: Settings, current: Settings, live: ReleaseRecord | None, reason: str,
+                started: float) -> dict:
+    """No launcher runs in the active slot: (re)start it; roll back when a switched-to release is unhealthy.
+
+    A draining slot, if any, keeps its sessions.
+    """
+    log.info("restarting the launcher: %s", reason)
+    try:
+        _prepare(current)
+        result = launcher.restart(current, every_slot=False)
     except (launcher.PortBusy, launcher.AccountError):
         raise  # not the release's fault: no rollback
     except LauncherError as err:
@@ -74,27 +169,41 @@ def ensure_running(settings: Settings) -> dict:
         target = releases.previous_good(settings.layout)
         if target is None:
             raise
-        raise _rollback(settings, live, target, str(err), started) from None
-    _mark_healthy(settings)
-    return {"restarted": True, "reason": reason, "seconds": round(time.monotonic() - started, 3), **result}
+        raise _rollback(current, live, target, str(err), started) from None
+    slots.switch(settings, current.slot)
+    launcher.boot_with(current)
+    _mark_healthy(current)
+    return {"restarted": True, "reason": reason, "slot": current.slot,
+            "seconds": round(time.monotonic() - started, 3), **result}
 
 
 def _rollback(settings: Settings, bad: ReleaseRecord, good: ReleaseRecord, error: str,
-              started: float) -> LauncherError:
-    """Mark ``bad`` failed, make ``good`` live again, restart; return the error that fails the run."""
+              started: float, keep: bool = False) -> LauncherError:
+    """Mark ``bad`` failed, make ``good`` live again, restart; return the error that fails the run.
+
+    ``settings`` is the active slot's.  With ``keep`` its launcher still
+    runs (the bad release was tried in the other slot and never got a
+    user): it is left serving, not restarted.
+    """
     layout = settings.layout
     log.error("%s failed its health check; rolling back to %s", bad.name, good.name)
     releases.mark_failed(layout, bad.name, error)
     releases.switch_live(layout, good)
     try:
-        render.render_file(settings, "launcher")
-        render.render_file(settings, "start")
-        pipeline.publish_hash(settings)
+        base = settings.for_slot("a")
+        render.render_file(base, "launcher")
+        render.render_file(base, "start")
+        pipeline.publish_hash(base)
         try:
-            render.render_file(settings, "index")
+            render.render_file(base, "index")
         except PvwError as err:
             log.warning("landing page not re-rendered after rollback: %s", err)
-        launcher.restart(settings)
+        if not keep:
+            _prepare(settings)
+            launcher.restart(settings, every_slot=False)
+            slots.switch(settings, settings.slot)
+        else:
+            log.info("launcher slot %s kept serving %s throughout", settings.slot, good.name)
     except PvwError as again:
         return LauncherError(
             f"{bad.version} ({bad.name}) failed its health check and the rollback to {good.version} "
@@ -121,9 +230,10 @@ def install_systemd(settings: Settings) -> dict:
     """``doit install_systemd``: install the rendered units, reload systemd, run the launcher under it.
 
     Copies conf/systemd/* into ``[deploy] systemd_unit_dir``, runs
-    ``systemctl daemon-reload``, enables the launcher service and the update
-    timer, starts the timer, and restarts the launcher through systemd (a
-    launcher started by pvwtasks itself is stopped first).  Raises
+    ``systemctl daemon-reload``, enables slot a's launcher service (an
+    instance of the template unit), the update and the watchdog timers, starts the timers,
+    and restarts the launcher in slot a through systemd (launchers started
+    by pvwtasks itself are stopped first).  Raises
     SystemdError when systemctl fails, PvwError when supervisor is not systemd.
     """
     if not launcher.supervised_by_systemd(settings):
@@ -136,19 +246,20 @@ def install_systemd(settings: Settings) -> dict:
         raise systemd.SystemdError(f"{missing[0]} is missing; run `doit render_systemd` first")
     changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
     systemd.systemctl("daemon-reload")
-    systemd.systemctl("enable", names["launcher"], names["timer"])
-    systemd.systemctl("start", names["timer"])
-    log.info("installed %s in %s (%s changed); update timer started",
+    systemd.systemctl("enable", launcher.launcher_unit(settings.for_slot("a")), names["timer"],
+                      names["watchdog_timer"])
+    systemd.systemctl("start", names["timer"], names["watchdog_timer"])
+    log.info("installed %s in %s (%s changed); update and watchdog timers started",
              ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed))
-    result = restart(settings)
-    log.info("the launcher runs under systemd as %s", names["launcher"])
+    result = restart(settings)  # slot a, under systemd from now on
+    log.info("the launcher runs under systemd as %s", launcher.launcher_unit(settings.for_slot("a")))
     return {"changed": changed, **result}
 
 
 def uninstall_systemd(settings: Settings) -> dict:
     """``doit uninstall_systemd``: disable and stop the units, remove them, reload systemd.
 
-    Stopping the launcher service ends the launcher and its sessions.
+    Stopping the launcher services (both slots) ends the launchers and their sessions.
     Raises SystemdError when systemctl fails.
     """
     names = _unit_names(settings)
@@ -157,7 +268,8 @@ def uninstall_systemd(settings: Settings) -> dict:
     if not present:
         log.info("no systemd units of %s in %s; nothing to remove", settings.layout.root, unit_dir)
         return {"removed": []}
-    systemd.systemctl("disable", "--now", names["timer"], names["launcher"])
+    systemd.systemctl("disable", "--now", names["timer"], names["watchdog_timer"],
+                      *(launcher.launcher_unit(settings.for_slot(slot)) for slot in slots.SLOTS))
     removed = systemd.remove_units(list(names.values()), unit_dir)
     systemd.systemctl("daemon-reload")
     log.info("stopped, disabled and removed %s", ", ".join(removed))

@@ -138,12 +138,12 @@ def _post_watching_app(settings: Settings, app: str, url: str, launcher: psutil.
             raise LauncherError(f"health check: the {app} session's app exited before printing its "
                                 f"ready line (POST {url}); {_where(settings, since)}")
     if "error" in outcome:
-        front = " through the front (Apache)" if settings.web.manage_apache else ""
-        raise LauncherError(f"health check{front}: POST {url} failed: {outcome['error']}")
+        where = " through the front (Apache)" if url != settings.launcher.url else ""
+        raise LauncherError(f"health check{where}: POST {url} failed: {outcome['error']}")
     return outcome["answer"]
 
 
-def check(settings: Settings) -> dict:
+def check(settings: Settings, front: bool | None = None) -> dict:
     """POST a session of the health app (:func:`app_name`), open its websocket, then end it cleanly.
 
     Checks a 200 with ``sessionURL``, a websocket upgrade on the app's
@@ -151,9 +151,12 @@ def check(settings: Settings) -> dict:
     line left proxy.txt.  Returns the result (ok, at, app, timings).
     Raises LauncherError quoting the session's log when any step fails.
     Writes nothing but what ending the session changes in proxy.txt.
+    ``front`` None goes through Apache when ``[web] manage_apache`` is on;
+    False asks the launcher on its own port (a new slot the front does not
+    reach yet); True goes through Apache.
     """
     cfg = settings.launcher
-    front = settings.web.manage_apache
+    front = settings.web.manage_apache if front is None else front
     url, app = (front_url(settings) if front else cfg.url), app_name(settings)
     launcher = processes.find_launcher(settings)
     try:

@@ -26,12 +26,14 @@ from . import processes, proxyfile, systemd
 from .config import Settings
 from .errors import AccountError, LauncherError, PortBusy
 from .fsutil import atomic_write_text, remove_quietly
-from .layout import LauncherRecord, live_name, read_pid
+from .layout import LauncherRecord, SlotsRecord, live_name, read_pid
 
 if TYPE_CHECKING:  # psutil and health (asyncio, requests) are imported where a start or a probe needs them
     import psutil
 
 log = logging.getLogger(__name__)
+
+SLOTS = ("a", "b")  # the two launcher slots (see pvwtasks.slots)
 
 
 def _sha256(path: Path) -> str | None:
@@ -57,8 +59,8 @@ def _write_record(settings: Settings, launcher: psutil.Process) -> None:
         pid=launcher.pid,
         create_time=launcher.create_time(),
         release=live_name(layout),
-        launch_json=_sha256(layout.launch_json),
-        start_sh=_sha256(layout.start_script),
+        launch_json=_sha256(layout.rendered_launch_json),
+        start_sh=_sha256(layout.rendered_start_script),
         port=settings.launcher.port,
         started_at=time.time(),
     ).save(layout.launcher_record)
@@ -94,9 +96,9 @@ def _why_restart(settings: Settings, launcher: tuple[int, Callable[[], float]] |
     live = live_name(layout)
     if started.release != live:
         return f"the live release switched from {started.release} to {live}"
-    if started.launch_json != _sha256(layout.launch_json):
+    if started.launch_json != _sha256(layout.rendered_launch_json):
         return "launch.json changed"
-    if started.start_sh != _sha256(layout.start_script):
+    if started.start_sh != _sha256(layout.rendered_start_script):
         return "start.sh changed"
     if not (started.health or {}).get("ok"):
         return "the last health check failed"
@@ -108,12 +110,14 @@ def _why_restart(settings: Settings, launcher: tuple[int, Callable[[], float]] |
 def running_as_deployed(settings: Settings) -> bool:
     """True when the launcher runs, healthy, with the live release and the current launch.json/start.sh.
 
-    The ``uptodate`` check of the ``launcher`` task: never raises.  It
+    The ``uptodate`` check of the ``launcher`` task, for the active slot
+    (:func:`active`): never raises.  It
     first looks through /proc (:func:`pvwtasks.processes.quick_launcher_identity`,
     no psutil import); only when that does not say "as deployed" does it
     ask psutil (:func:`why_restart`), whose answer is the one that counts.
     """
     try:
+        settings = active(settings)
         quick = processes.quick_launcher_identity(settings)
         if quick is not None and _why_restart(settings, (quick[0], lambda: quick[1])) is None:
             return True
@@ -123,20 +127,28 @@ def running_as_deployed(settings: Settings) -> bool:
         return False
 
 
+def active(settings: Settings) -> Settings:
+    """The settings of the launcher slot taking new sessions (``state/slots.json``; slot a without one)."""
+    chosen = SlotsRecord.load(settings.layout.slots_record)
+    return settings.for_slot(chosen.active if chosen is not None and chosen.active in SLOTS else "a")
+
+
 # --------------------------------------------------------------------------
 # Health check, recorded
 # --------------------------------------------------------------------------
 
 
-def health_check(settings: Settings) -> dict:
+def health_check(settings: Settings, front: bool | None = None) -> dict:
     """Run :func:`pvwtasks.health.check` and keep its result in the launcher record.
 
+    ``front`` False checks the launcher on its own port even when Apache is
+    managed (a new slot, before the front sends it anyone).
     Raises LauncherError when the check fails (recorded as failed too).
     """
     from . import health
 
     try:
-        result = health.check(settings)
+        result = health.check(settings, front)
     except LauncherError as err:
         _update_record(settings, health={"ok": False, "at": time.time(), "error": str(err)})
         raise
@@ -149,21 +161,49 @@ def health_check(settings: Settings) -> dict:
 # --------------------------------------------------------------------------
 
 
+
 def stop(settings: Settings) -> dict:
-    """Stop this deployment's launcher and every session process, orphans included.
+    """Stop this deployment's launchers (both slots) and every session process, orphans included.
 
     SIGTERM, then up to ``[launcher] stop_grace`` seconds, then SIGKILL.
     When it returns no process of this deployment is left and the session
-    ports it held are free.  Removes the pidfile and clears proxy.txt.
+    ports it held are free.  Removes the pidfiles and clears the proxy files.
     Raises LauncherError when a process survives SIGKILL.
     """
     started = time.monotonic()
+    for slot in SLOTS:
+        _stop_unit(settings.for_slot(slot))
+    ended, killed = processes.stop_all(settings, every_slot=True)
+    for slot in SLOTS:
+        _forget(settings.for_slot(slot))
+    if ended:
+        log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
+                 ended, killed, time.monotonic() - started)
+    else:
+        log.info("launcher was not running; nothing to stop")
+    return {"ended": ended, "killed": killed}
+
+
+def _stop_unit(settings: Settings) -> None:
+    """Under systemd, stop the slot's launcher service first (it ends the slot's control group)."""
     if supervised_by_systemd(settings) and unit_installed(settings):
-        systemd.systemctl("stop", launcher_unit(settings))  # ends the launcher's control group
-    ended, killed = processes.stop_all(settings)
+        systemd.systemctl("stop", launcher_unit(settings))
+
+
+def _forget(settings: Settings) -> None:
+    """After a slot's processes ended: no pidfile, no running PID in its record, no session lines."""
     remove_quietly(settings.layout.pid_file)
     _update_record(settings, pid=None)
-    proxyfile.clear_proxy_file(settings)
+    if settings.slot == "a" or settings.layout.proxy_file.exists():
+        proxyfile.clear_proxy_file(settings)
+
+
+def stop_slot(settings: Settings) -> dict:
+    """Stop one slot's launcher and its sessions (``settings.for_slot(s)``), leaving the other slot alone."""
+    started = time.monotonic()
+    _stop_unit(settings)
+    ended, killed = processes.stop_all(settings)
+    _forget(settings)
     if ended:
         log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
                  ended, killed, time.monotonic() - started)
@@ -229,16 +269,17 @@ def supervised_by_systemd(settings: Settings) -> bool:
 
 
 def launcher_unit(settings: Settings) -> str:
-    """The launcher service's unit name for this deployment."""
-    return systemd.unit_names(systemd.instance_name(settings.layout.root))["launcher"]
+    """The launcher service of ``settings.slot``: an instance of the deployment's template unit."""
+    return systemd.slot_unit(systemd.instance_name(settings.layout.root), settings.slot)
 
 
 def unit_installed(settings: Settings) -> bool:
-    """The launcher service's unit file is in ``[deploy] systemd_unit_dir``."""
-    return (settings.deploy.systemd_unit_dir / launcher_unit(settings)).is_file()
+    """The launcher services' template unit file is in ``[deploy] systemd_unit_dir``."""
+    template = systemd.unit_names(systemd.instance_name(settings.layout.root))["launcher"]
+    return (settings.deploy.systemd_unit_dir / template).is_file()
 
 
-def _check_launch_files(settings: Settings) -> None:
+def check_launch_files(settings: Settings) -> None:
     """Refuse to (re)start with a missing start.sh or an unusable launch.json (before any downtime)."""
     service_account(settings)  # refuses root before anything is stopped
     start_sh, launch_json = settings.layout.start_script, settings.layout.launch_json
@@ -264,7 +305,7 @@ def _launch(settings: Settings) -> psutil.Process:
     from . import health
 
     layout, cfg = settings.layout, settings.launcher
-    _check_launch_files(settings)
+    check_launch_files(settings)
     held = processes.listeners([cfg.port])
     if held:
         pid = held[cfg.port]
@@ -312,7 +353,7 @@ def _launch(settings: Settings) -> psutil.Process:
     launcher = psutil.Process(proc.pid)
     proc.returncode = 0  # detached: never reap it from here (it outlives this process)
     _write_record(settings, launcher)
-    log.info("launcher started: PID %d on port %d", launcher.pid, cfg.port)
+    log.info("launcher started: PID %d on port %d (slot %s)", launcher.pid, cfg.port, settings.slot)
     return launcher
 
 
@@ -328,6 +369,19 @@ class _UnitProcess:
         if self.returncode is None and not psutil.pid_exists(self.pid):
             self.returncode = 1  # systemd reaps it; its status is in `systemctl status`
         return self.returncode
+
+
+def boot_with(settings: Settings) -> None:
+    """Under systemd, make the slot of ``settings`` the launcher service enabled at boot (the other one not).
+
+    Does nothing for cron supervision (its @reboot line runs the watchdog,
+    which starts the active slot) or before ``doit install_systemd``.
+    """
+    if not supervised_by_systemd(settings) or not unit_installed(settings):
+        return
+    other = settings.for_slot("b" if settings.slot == "a" else "a")
+    systemd.systemctl("enable", launcher_unit(settings))
+    systemd.systemctl("disable", launcher_unit(other))
 
 
 def sync_unit_pid(settings: Settings) -> None:
@@ -358,12 +412,13 @@ def _start_unit(settings: Settings) -> _UnitProcess:
     return _UnitProcess(settings, int(shown))
 
 
-def start(settings: Settings) -> dict:
+def start(settings: Settings, front: bool | None = None) -> dict:
     """Start the launcher if it is not running, wait until it answers, then health-check it.
 
     Orphaned apps of a killed launcher are ended first and proxy.txt is
-    cleared.  Raises LauncherError naming the port and quoting the
-    launcher log when it does not come up, or when the health check fails.
+    cleared.  ``front`` as in :func:`health_check`.  Raises LauncherError
+    naming the port and quoting the launcher log when it does not come up,
+    or when the health check fails.
     """
     running = processes.find_launcher(settings)
     if running is not None:
@@ -374,17 +429,21 @@ def start(settings: Settings) -> dict:
         log.warning("ending %d leftover process(es) of a launcher that is gone", len(leftovers))
         processes.end_processes(leftovers, settings.launcher.stop_grace)
     launcher = _launch(settings)
-    return {"pid": launcher.pid, "started": True, "health": health_check(settings)}
+    return {"pid": launcher.pid, "started": True, "health": health_check(settings, front)}
 
 
-def restart(settings: Settings) -> dict:
+def restart(settings: Settings, every_slot: bool = True) -> dict:
     """Stop the launcher and its sessions, start it again and health-check it.
 
-    The server is down only between the stop and the launcher answering.
-    Raises LauncherError before stopping anything when start.sh or
-    launch.json is unusable.
+    Stops both slots, or with ``every_slot`` False only ``settings.slot``
+    (a draining slot keeps its sessions).  The server is down only between
+    the stop and the launcher answering.  Raises LauncherError before
+    stopping anything when start.sh or launch.json is unusable.
     """
-    _check_launch_files(settings)
-    stop(settings)
+    check_launch_files(settings)
+    if every_slot:
+        stop(settings)
+    else:
+        stop_slot(settings)
     launcher = _launch(settings)
     return {"pid": launcher.pid, "health": health_check(settings)}

@@ -28,6 +28,7 @@ class Layout(Frozen):
     """The folders and files of one deployment, all under ``root``."""
 
     root: Path
+    slot: str = "a"  # the launcher slot whose files launch_json, start_script, proxy_file, pid_file name
 
     # --- folders
     @property
@@ -165,13 +166,37 @@ class Layout(Frozen):
     def vhost_file(self) -> Path:
         return self.conf / "pvw-vhost.conf"
 
+    def for_slot(self, slot: str) -> Layout:
+        """The same deployment seen from launcher slot ``a`` or ``b``."""
+        return dataclasses.replace(self, slot=slot)
+
+    def _slotted(self, folder: Path, stem: str, suffix: str) -> Path:
+        """Slot ``a`` keeps the historical names (``launch.json``); slot ``b`` adds ``-b``."""
+        return folder / (f"{stem}{suffix}" if self.slot == "a" else f"{stem}-{self.slot}{suffix}")
+
     @property
     def launch_json(self) -> Path:
-        return self.conf / "launch.json"
+        """This slot's launcher config: ``conf/launch.json`` (slot a, what render_launcher writes), ``launch-b.json``."""
+        return self._slotted(self.conf, "launch", ".json")
 
     @property
     def start_script(self) -> Path:
-        return self.bin / "start.sh"
+        """This slot's ``bin/start.sh`` (slot a, what render_start writes) or ``bin/start-b.sh``."""
+        return self._slotted(self.bin, "start", ".sh")
+
+    @property
+    def rendered_launch_json(self) -> Path:
+        """``conf/launch.json`` as render_launcher writes it: what every slot's launcher is derived from."""
+        return self.for_slot("a").launch_json
+
+    @property
+    def rendered_start_script(self) -> Path:
+        return self.for_slot("a").start_script
+
+    @property
+    def active_map(self) -> Path:
+        """``conf/active.txt``: the RewriteMap naming the slot that takes new sessions (``launcher host:port``)."""
+        return self.conf / "active.txt"
 
     @property
     def logrotate_conf(self) -> Path:
@@ -199,7 +224,8 @@ class Layout(Frozen):
 
     @property
     def proxy_file(self) -> Path:
-        return self.root / "proxy.txt"
+        """This slot's session map: ``proxy.txt`` (slot a) or ``proxy-b.txt``."""
+        return self._slotted(self.root, "proxy", ".txt")
 
     # --- logs
     @property
@@ -212,7 +238,7 @@ class Layout(Frozen):
 
     @property
     def pid_file(self) -> Path:
-        return self.logs / "launcher.pid"
+        return self._slotted(self.logs, "launcher", ".pid")
 
     @property
     def apache_error_log(self) -> Path:
@@ -233,7 +259,12 @@ class Layout(Frozen):
 
     @property
     def launcher_record(self) -> Path:
-        return self.state / "launcher.json"
+        return self._slotted(self.state, "launcher", ".json")
+
+    @property
+    def slots_record(self) -> Path:
+        """``state/slots.json``: which launcher slot is active, which one drains (``SlotsRecord``)."""
+        return self.state / "slots.json"
 
     @property
     def compare_record(self) -> Path:
@@ -360,6 +391,16 @@ class LauncherRecord(Record):
     port: int
     started_at: float
     health: dict | None = None
+
+
+class SlotsRecord(Record):
+    """``slots.json``: the launcher slot taking new sessions, and the one draining after an upgrade."""
+
+    active: str = "a"
+    draining: str | None = None  # the old slot: no new sessions, stopped once empty or at the drain limit
+    drain_since: float | None = None
+    starting: str | None = None  # a slot being started beside the active one (an upgrade in progress)
+    changed_at: float = 0.0
 
 
 class LastRun(Record):

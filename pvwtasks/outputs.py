@@ -20,6 +20,8 @@ TEMPLATES = {
     "systemd_launcher": "systemd-launcher.service.j2",
     "systemd_update": "systemd-update.service.j2",
     "systemd_timer": "systemd-update.timer.j2",
+    "systemd_watchdog": "systemd-watchdog.service.j2",
+    "systemd_watchdog_timer": "systemd-watchdog.timer.j2",
 }
 
 

@@ -162,8 +162,21 @@ def _session_id_of(pid: int) -> int | None:
         return None
 
 
-def deployment_processes(settings: Settings) -> list[psutil.Process]:
-    """Every live process of this deployment: the launcher, its children, and orphaned apps.
+SLOTS = ("a", "b")
+
+
+def _known_launchers(layout) -> set[int]:
+    record = LauncherRecord.load(layout.launcher_record)
+    return {pid for pid in (read_pid(layout.pid_file), record.pid if record else None) if pid}
+
+
+def deployment_processes(settings: Settings, every_slot: bool = False) -> list[psutil.Process]:
+    """Every live process of this deployment's launcher slot: the launcher, its children, and orphaned apps.
+
+    With ``every_slot`` both slots' launchers and every app run from this
+    deployment's trees; otherwise the launcher of ``settings.slot`` and only
+    the apps in its session (the launcher's PID is their session id) or on
+    its session ports, so stopping one slot never touches the other's.
 
     Orphans (apps of a SIGKILLed launcher, reparented to PID 1) are found by
     their command line (an interpreter running a script from this
@@ -174,11 +187,17 @@ def deployment_processes(settings: Settings) -> list[psutil.Process]:
     import psutil
 
     layout = settings.layout
-    launch_json = layout.launch_json
+    layouts = [layout.for_slot(s) for s in SLOTS] if every_slot else [layout]
+    launch_jsons = [lay.launch_json for lay in layouts]
     prefixes = _tree_prefixes(settings)
     skip = _own_lineage()
-    record = LauncherRecord.load(layout.launcher_record)
-    known_launchers = {pid for pid in (read_pid(layout.pid_file), record.pid if record else None) if pid}
+    known_launchers = set().union(*(_known_launchers(lay) for lay in layouts))
+    ranges = [port_range(settings.for_slot(s)) for s in SLOTS] if every_slot else [port_range(settings)]
+    own_ports = set().union(*ranges)
+
+    def is_launcher(cmd: list[str]) -> bool:
+        return any(_is_launcher_cmdline(cmd, path) for path in launch_jsons)
+
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter():
         if proc.pid in skip or proc.pid <= 1:
@@ -186,18 +205,21 @@ def deployment_processes(settings: Settings) -> list[psutil.Process]:
         cmd = cmdline(proc)
         if not cmd:
             continue
-        if (_is_launcher_cmdline(cmd, launch_json) or _is_session_cmdline(cmd, prefixes)) and alive(proc):
+        if is_launcher(cmd) and alive(proc):
+            found[proc.pid] = proc
+        elif _is_session_cmdline(cmd, prefixes) and alive(proc) and (
+                every_slot or _session_id_of(proc.pid) in known_launchers or _listens_on(proc, own_ports)):
             found[proc.pid] = proc
     # An app listening on a session port, in the session of a launcher this
     # deployment started, is ours whatever its command line says.
-    for _port, pid in listeners(port_range(settings)).items():
+    for _port, pid in listeners(sorted(own_ports)).items():
         if pid and pid not in found and pid not in skip and _session_id_of(pid) in known_launchers:
             try:
                 found[pid] = psutil.Process(pid)
             except psutil.NoSuchProcess:
                 pass
     for proc in list(found.values()):
-        if _is_launcher_cmdline(cmdline(proc), launch_json):
+        if is_launcher(cmdline(proc)):
             try:
                 for child in proc.children(recursive=True):
                     if child.pid not in skip and alive(child):
@@ -205,6 +227,37 @@ def deployment_processes(settings: Settings) -> list[psutil.Process]:
             except psutil.NoSuchProcess:
                 pass
     return list(found.values())
+
+
+def strays(settings: Settings, owners: set[int]) -> list[psutil.Process]:
+    """Processes of this deployment that belong to no running launcher in ``owners`` (PIDs).
+
+    A launcher of either slot that no pidfile names, and apps in the session
+    of a launcher either slot recorded, or listening on either slot's session
+    ports, whose launcher is not in ``owners``.  Another program merely run
+    from a release tree (an admin's pvpython) is left alone.
+    """
+    layouts = [settings.layout.for_slot(s) for s in SLOTS]
+    known = set().union(*(_known_launchers(lay) for lay in layouts))
+    ports = set().union(*(port_range(settings.for_slot(s)) for s in SLOTS))
+    found = []
+    for proc in deployment_processes(settings, every_slot=True):
+        sid = _session_id_of(proc.pid)
+        if proc.pid in owners or sid in owners:
+            continue
+        if _runs_launcher_module(cmdline(proc)) or sid in known or _listens_on(proc, ports):
+            found.append(proc)
+    return found
+
+
+def _listens_on(proc: psutil.Process, ports: set[int]) -> bool:
+    import psutil
+
+    try:
+        return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in ports
+                   for c in proc.net_connections(kind="tcp"))
+    except (psutil.Error, AttributeError):
+        return False
 
 
 def new_children(launcher: psutil.Process | None, before: set[int]) -> list[psutil.Process]:
@@ -320,7 +373,7 @@ def end_processes(procs: list[psutil.Process], grace: float) -> tuple[int, int]:
     return len(procs) - len(left), len(left)
 
 
-def stop_all(settings: Settings) -> tuple[int, int]:
+def stop_all(settings: Settings, every_slot: bool = False) -> tuple[int, int]:
     """End every process of this deployment, orphans included; return (ended, killed with SIGKILL).
 
     SIGTERM, then up to ``[launcher] stop_grace`` seconds, then SIGKILL.
@@ -330,7 +383,7 @@ def stop_all(settings: Settings) -> tuple[int, int]:
     """
     ended = killed = 0
     for _round in range(3):  # a launcher may spawn an app while we signal it
-        procs = deployment_processes(settings)
+        procs = deployment_processes(settings, every_slot)
         if not procs:
             break
         log.info("stopping %s", ", ".join(describe(p) for p in procs))
@@ -338,7 +391,7 @@ def stop_all(settings: Settings) -> tuple[int, int]:
         ended += terminated + sigkilled
         killed += sigkilled
     else:
-        left = deployment_processes(settings)
+        left = deployment_processes(settings, every_slot)
         if left:
             raise LauncherError(f"processes keep appearing: {', '.join(describe(p) for p in left)}")
     foreign = listeners([*port_range(settings), settings.launcher.port])

@@ -70,11 +70,13 @@ def fixes_needed(settings: Settings) -> list[list[str]]:
     for user in _members_wanted(settings):
         if _user_exists(user) and not _is_member(user, group):
             fixes.append(["usermod", "-a", "-G", group, user])
-    stat = path.stat()
-    if gid is None or stat.st_gid != gid:
-        fixes.append(["chgrp", group, str(path)])
-    if stat.st_mode & 0o777 != PROXY_MODE:
-        fixes.append(["chmod", "0660", str(path)])
+    second = settings.for_slot("b").layout.proxy_file  # slot b's, once made: the same group and mode
+    for each in (path, *([second] if second != path and second.exists() else [])):
+        stat = each.stat()
+        if gid is None or stat.st_gid != gid:
+            fixes.append(["chgrp", group, str(each)])
+        if stat.st_mode & 0o777 != PROXY_MODE:
+            fixes.append(["chmod", "0660", str(each)])
     return fixes
 
 
@@ -101,15 +103,15 @@ def _apply(cmd: list[str], path: Path, is_root: bool) -> None:
         if cmd[0] == "chgrp":
             gid = _group_id(cmd[1])
             if gid is not None:
-                os.chown(path, -1, gid)
+                os.chown(cmd[-1], -1, gid)
         elif cmd[0] == "chmod":
-            os.chmod(path, PROXY_MODE)
+            os.chmod(cmd[-1], PROXY_MODE)
     except PermissionError:
         pass
 
 
 def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
-    """Make ``ROOT/proxy.txt`` exist with group ``[launcher] proxy_group`` and mode 0660.
+    """Make ``ROOT/proxy.txt`` (and slot b's ``proxy-b.txt``) exist with group ``[launcher] proxy_group``, mode 0660.
 
     As root, creates the group when missing (groupadd) and adds the launcher
     user and the web server user to it (usermod -a -G).  As another user it
@@ -122,6 +124,7 @@ def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
     if not path.exists():
         atomic_write_text(path, "", PROXY_MODE)
         log.info("created %s", path)
+    _ensure_second(settings)
     is_root = os.geteuid() == 0 if as_root is None else as_root
     for user in _members_wanted(settings):
         if not _user_exists(user):
@@ -139,13 +142,21 @@ def ensure_proxy_file(settings: Settings, as_root: bool | None = None) -> dict:
     return {"proxy_file": str(path), "admin_needed": []}
 
 
+def _ensure_second(settings: Settings) -> None:
+    """Make slot b's proxy file exist too (Apache's /proxy rule looks sessions up in both)."""
+    second = settings.for_slot("b")
+    if not second.layout.proxy_file.exists():
+        clear_proxy_file(second)
+
+
 def proxy_file_ok(settings: Settings) -> bool:
     """True when proxy.txt exists and :func:`fixes_needed` finds nothing to fix.
 
     The ``uptodate`` check of ``doit proxy_file``: never raises.
     """
     try:
-        return settings.layout.proxy_file.exists() and not fixes_needed(settings)
+        return (settings.layout.proxy_file.exists() and settings.for_slot("b").layout.proxy_file.exists()
+                and not fixes_needed(settings))
     except Exception as err:  # noqa: BLE001 - an uptodate check must answer, not raise
         log.info("proxy.txt check failed: %s", err)
         return False
@@ -161,7 +172,10 @@ def clear_proxy_file(settings: Settings) -> None:
     try:
         stat = path.stat()
     except FileNotFoundError:
-        atomic_write_text(path, "", PROXY_MODE)
+        try:  # slot b's file takes the owner, group and mode of proxy.txt (slot a's, set by `doit proxy_file`)
+            _replace_keeping_owner(path, "", settings.layout.for_slot("a").proxy_file.stat())
+        except FileNotFoundError:
+            atomic_write_text(path, "", PROXY_MODE)
         return
     if stat.st_size == 0:
         return

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .errors import InstallError
 from .fsutil import replace_symlink
-from .layout import Layout, ReleaseRecord, live_name
+from .layout import LauncherRecord, Layout, ReleaseRecord, live_name
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,28 @@ def switch_live(layout: Layout, release: ReleaseRecord) -> bool:
     return moved
 
 
+def in_use(layout: Layout) -> set[str]:
+    """Releases a running launcher slot was started with (its sessions need the tree)."""
+    busy = set()
+    for slot in ("a", "b"):
+        started = LauncherRecord.load(layout.for_slot(slot).launcher_record)
+        if started is not None and started.pid is not None and started.release and _alive(started):
+            busy.add(started.release)
+    return busy
+
+
+def _alive(started: LauncherRecord) -> bool:
+    """The recorded launcher still runs (same PID and start time): a killed one serves nothing."""
+    import psutil
+
+    try:
+        return abs(psutil.Process(started.pid).create_time() - started.create_time) <= 1
+    except psutil.Error:
+        return False
+
+
 def prune(layout: Layout, keep: int) -> list[str]:
-    """Delete the oldest releases beyond ``keep`` (the live one and the rollback target always stay).
+    """Delete the oldest releases beyond ``keep`` (the live one, the rollback target and those in use stay).
 
     A failed release newer than the live one stays for inspection.
     Returns the names removed.
@@ -122,6 +142,7 @@ def prune(layout: Layout, keep: int) -> list[str]:
     live = live_release(layout)
     target = previous_good(layout)
     kept_good = 1 if live else 0
+    busy = in_use(layout)
     removed = []
     for release in reversed(all_releases(layout)):
         if live and release.name == live.name:
@@ -133,6 +154,9 @@ def prune(layout: Layout, keep: int) -> list[str]:
             continue
         if not release.failed and kept_good < keep:
             kept_good += 1
+            continue
+        if release.name in busy:
+            log.info("keeping %s beyond keep = %d: a launcher slot still serves sessions from it", release.name, keep)
             continue
         shutil.rmtree(layout.release_dir(release.name), ignore_errors=True)
         layout.release_record(release.name).unlink(missing_ok=True)

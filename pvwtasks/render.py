@@ -24,7 +24,7 @@ from functools import cache
 from operator import attrgetter
 from pathlib import Path
 
-from . import __version__, apache, apps, cron, families, outputs, programs, releases, systemd, trame
+from . import __version__, apache, apps, cron, families, outputs, programs, proxyfile, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
 from .frozen import Frozen
@@ -59,6 +59,28 @@ def session_url(settings: Settings) -> str:
 def launcher_url(settings: Settings) -> str:
     """The launcher's own URL (with the trailing slash it requires), as Apache reaches it."""
     return settings.launcher.url
+
+
+def launcher_address(settings: Settings) -> str:
+    """``host:port`` of the launcher of ``settings.slot``, as Apache reaches it (the active map's value)."""
+    return settings.launcher.address
+
+
+def ensure_active_map(settings: Settings) -> Path:
+    """``conf/active.txt``, written naming slot a when missing (Apache needs the file to exist)."""
+    path = settings.layout.active_map
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, f"launcher {launcher_address(settings.for_slot('a'))}\n", 0o644)
+    return path
+
+
+def _second_proxy_file(settings: Settings) -> Path:
+    """Slot b's proxy file, made (like proxy.txt) when missing: Apache refuses a map file that is not there."""
+    second = settings.for_slot("b")
+    if not second.layout.proxy_file.exists():
+        proxyfile.clear_proxy_file(second)
+    return second.layout.proxy_file
 
 
 def session_log_dir(layout: Layout) -> Path:
@@ -210,6 +232,12 @@ def _vhost_values(settings: Settings) -> dict:
     return {
         "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
         "launcher_url": launcher_url(settings),
+        "slot_b_url": launcher_url(settings.for_slot("b")),
+        "slot_a_address": launcher_address(settings.for_slot("a")),
+        "slot_b_address": launcher_address(settings.for_slot("b")),
+        "active_map": ensure_active_map(settings),
+        "proxy_file": settings.for_slot("a").layout.proxy_file,
+        "slot_b_proxy_file": _second_proxy_file(settings),
         "error_log": layout.apache_error_log,
         "access_log": layout.apache_access_log,
         "https_base": f"https://{web.server_name}{https_port}",
@@ -243,6 +271,7 @@ def _start_values(settings: Settings) -> dict:
         "release": info.label,
         "render_env": env,
         "launch_json": str(layout.launch_json),
+        "slot_b_script": str(settings.for_slot("b").layout.start_script) if settings.slot == "a" else "",
         "launcher_log": str(layout.launcher_log),
     }
 
@@ -356,12 +385,30 @@ def _systemd_timer_values(settings: Settings) -> dict:
             "update_unit": common["units"]["update"]}
 
 
+def _systemd_watchdog_values(settings: Settings) -> dict:
+    words = cron.watchdog_command(settings)
+    return {**_systemd_common(settings),
+            "path_env": _unit_word("PATH=" + cron.cron_path()),
+            "watchdog_command": " ".join(_unit_word(w) for w in words)}
+
+
+def _systemd_watchdog_timer_values(settings: Settings) -> dict:
+    common = _systemd_common(settings)
+    try:
+        calendar = systemd.on_calendar(settings.cron.watchdog)
+    except PvwError as err:
+        raise RenderError(f"{settings.path}: [cron] watchdog: {err}") from None
+    return {**common, "schedule": settings.cron.watchdog, "on_calendar": calendar,
+            "watchdog_unit": common["units"]["watchdog"]}
+
+
 def systemd_unit_path(kind: str) -> Callable[[Layout], Path]:
     """Where the rendered unit ``kind`` ("launcher", "update", "timer") goes: conf/systemd/<unit name>."""
     return lambda layout: layout.systemd_units / systemd.unit_names(systemd.instance_name(layout.root))[kind]
 
 
-SYSTEMD_OUTPUTS = {"launcher": "systemd_launcher", "update": "systemd_update", "timer": "systemd_timer"}
+SYSTEMD_OUTPUTS = {"launcher": "systemd_launcher", "update": "systemd_update", "timer": "systemd_timer",
+                   "watchdog": "systemd_watchdog", "watchdog_timer": "systemd_watchdog_timer"}
 
 
 def _index_values(settings: Settings) -> dict:
@@ -468,6 +515,8 @@ OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
     _entry("systemd_launcher", systemd_unit_path("launcher"), _systemd_launcher_values),
     _entry("systemd_update", systemd_unit_path("update"), _systemd_update_values),
     _entry("systemd_timer", systemd_unit_path("timer"), _systemd_timer_values),
+    _entry("systemd_watchdog", systemd_unit_path("watchdog"), _systemd_watchdog_values),
+    _entry("systemd_watchdog_timer", systemd_unit_path("watchdog_timer"), _systemd_watchdog_timer_values),
 )}
 
 

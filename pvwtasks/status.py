@@ -18,7 +18,7 @@ import time
 import psutil
 import requests
 
-from . import apps, config, cron, launcher, processes, proxyfile, releases, systemd
+from . import apps, config, cron, launcher, processes, proxyfile, releases, slots, systemd
 from .config import Settings
 from .errors import DeploymentUnhealthy, PvwError
 from .fsutil import du
@@ -73,7 +73,9 @@ def collect(settings: Settings) -> dict:
             "bytes": du(layout.release_dir(release.name)),
             "failed": (failure.get("reason") or "").splitlines()[0][:200] if isinstance(failure, dict) else None,
         })
-    launcher.sync_unit_pid(settings)
+    base, settings = settings, slots.active_settings(settings)  # the slot taking new sessions
+    for slot in slots.SLOTS:
+        launcher.sync_unit_pid(base.for_slot(slot))
     proc = processes.find_launcher(settings)
     started = launcher.record(settings)
     running = proc is not None
@@ -86,14 +88,19 @@ def collect(settings: Settings) -> dict:
         "answering": _answering(settings) if running else False,
         "last_health_check": _iso_times(started.health) if started and started.health else None,
         "as_deployed": launcher.running_as_deployed(settings) if running else False,
+        "slot": settings.slot,
     }
-    listed = proxyfile.sessions(settings)
-    listening = processes.listeners([s["port"] for s in listed])
-    own = {p.pid for p in processes.deployment_processes(settings)}
     sessions = []
-    for session in listed:
-        pid = listening.get(session["port"])
-        sessions.append({**session, "pid": pid, "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
+    own = {p.pid for p in processes.deployment_processes(base, every_slot=True)}
+    for slot in slots.SLOTS:
+        listed = proxyfile.sessions(base.for_slot(slot))
+        listening = processes.listeners([s["port"] for s in listed])
+        for session in listed:
+            pid = listening.get(session["port"])
+            sessions.append({**session, "pid": pid, "slot": slot,
+                             "alive": bool(pid and pid in own and psutil.pid_exists(pid))})
+    slot_info = {name: {**entry, **{k: _iso(entry[k]) for k in ("draining_since", "draining_until") if k in entry}}
+                 for name, entry in slots.in_use(base).items()}
     last = LastRun.load(layout.last_run_record)
     family = apps.release_info(live, layout.release_dir(live.name)) if live else None
     return {
@@ -108,6 +115,7 @@ def collect(settings: Settings) -> dict:
         "launcher": info,
         "supervision": supervision(settings),
         "sessions": sessions,
+        "slots": slot_info,
         "last_update": {
             "finished": _iso(last.finished), "result": last.result, "failed": last.failed or {},
         } if last else None,
@@ -150,6 +158,12 @@ def render_text(data: dict) -> str:
             lines.append("             (not running the live release/config: the next update restarts it)")
     else:
         lines.append(f"launcher     DOWN (port {lnch['port']})")
+    if len(data.get("slots") or {}) > 1 or any(e["role"] != "active" for e in (data.get("slots") or {}).values()):
+        for name, entry in sorted(data["slots"].items()):
+            drain = (f", draining since {entry['draining_since']}, stopped at the latest {entry['draining_until']}"
+                     if "draining_since" in entry else "")
+            lines.append(f"  slot {name}     {entry['role']}, {entry['release']}, PID {entry['pid']}, "
+                         f"port {entry['port']}, {entry['sessions']} session(s){drain}")
     sup = data["supervision"]
     verdict = {True: "ok", False: "NOT IN PLACE", None: "cannot tell"}[sup["healthy"]]
     where = f"crontab block {sup['state']}" if sup["supervisor"] == "cron" else f"{sup['unit']} {sup['state']}"
@@ -197,9 +211,9 @@ def show(settings: Settings, as_json: bool = False, config_error: str = "") -> d
     print(json.dumps(data, indent=2, sort_keys=True) if as_json else render_text(data))
     problems = [f"the config cannot be loaded: {config_error}"] if config_error else []
     if not data["launcher"]["running"]:
-        problems.append(f"the launcher is not running (port {settings.launcher.port})")
+        problems.append(f"the launcher is not running (port {data['launcher']['port']})")
     elif not data["launcher"]["answering"]:
-        problems.append(f"the launcher does not answer on port {settings.launcher.port}")
+        problems.append(f"the launcher does not answer on port {data['launcher']['port']}")
     stale = _serves_other_release(data)
     if stale:
         problems.append(stale)

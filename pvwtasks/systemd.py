@@ -28,12 +28,23 @@ _SPECIALS = {"@yearly": "yearly", "@annually": "yearly", "@monthly": "monthly", 
 
 
 def unit_names(instance: str) -> dict[str, str]:
-    """The unit file names of one deployment, e.g. ``pvw-launcher-<instance>.service``."""
+    """The unit file names of one deployment, e.g. ``pvw-update-<instance>.service``.
+
+    The launcher's is a template, ``pvw-launcher-<instance>@.service``: one
+    service per launcher slot (see :func:`slot_unit`).
+    """
     return {
-        "launcher": f"pvw-launcher-{instance}.service",
+        "launcher": f"pvw-launcher-{instance}@.service",
         "update": f"pvw-update-{instance}.service",
         "timer": f"pvw-update-{instance}.timer",
+        "watchdog": f"pvw-watchdog-{instance}.service",
+        "watchdog_timer": f"pvw-watchdog-{instance}.timer",
     }
+
+
+def slot_unit(instance: str, slot: str) -> str:
+    """The launcher service of one launcher slot (``a`` or ``b``): ``pvw-launcher-<instance>@<slot>.service``."""
+    return f"pvw-launcher-{instance}@{slot}.service"
 
 
 def instance_name(root: Path) -> str:

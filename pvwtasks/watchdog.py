@@ -16,17 +16,20 @@ import os
 import sys
 import time
 
-from . import config, launcher, lock, processes
+from . import config, launcher, lock, processes, slots
 from .config import Settings
 from .errors import LockHeld, PvwError
 
 
 def check(settings: Settings) -> str | None:
-    """Start the launcher when it is not running; return the line to print, or None when all is well.
+    """Start the active launcher slot when it is not running; return the lines to print, or None when all is well.
 
     Takes the run lock for the time of the check (returns None at once when
-    another run holds it).  Raises PvwError when the launcher does not start
-    or fails its health check.
+    another run holds it).  When a slot drains after an upgrade, or a switch
+    was interrupted, reconciles and stops a drained slot (its last session
+    closed or its drain limit passed); a draining slot is never started
+    again.  Raises PvwError when the launcher does not start or fails its
+    health check.
     """
     layout = settings.layout
     if not layout.root.is_dir() or not layout.start_script.is_file():
@@ -35,15 +38,24 @@ def check(settings: Settings) -> str | None:
         lock.acquire(layout.lock_file)
     except LockHeld:
         return None  # an update runs; it leaves the launcher running
-    launcher.sync_unit_pid(settings)
-    if processes.find_launcher(settings) is not None:
-        return None
+    lines = []
+    if not slots.nothing_to_drain(settings):
+        drained = slots.drain(settings)
+        if drained.get("stopped"):
+            ended = drained.get("ended_sessions") or 0
+            lines.append(f"watchdog: launcher slot {drained['stopped']} drained"
+                         + (f" ({ended} session(s) ended at the drain limit)" if ended else "") + "; stopped it")
+    current = launcher.active(settings)
+    launcher.sync_unit_pid(current)
+    if processes.find_launcher(current) is not None:
+        return "\n".join(lines) or None
     from . import deploy  # only now: it brings the HTTP and render stack
 
     result = deploy.start(settings)
-    if not result.get("started"):
-        return None
-    return f"watchdog: the launcher was not running; started it (PID {result['pid']}, healthy)"
+    if result.get("started"):
+        lines.append(f"watchdog: the launcher was not running; started it (slot {launcher.active(settings).slot}, "
+                     f"PID {result['pid']}, healthy)")
+    return "\n".join(lines) or None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except PvwError as err:
         print(f"{stamp} watchdog ERROR: {err}")
         return 1
-    if line:
-        print(f"{stamp} {line}")
+    for text in (line or "").splitlines():
+        print(f"{stamp} {text}")
     return 0
 
 

@@ -3,7 +3,8 @@
 Apache's children run as ``[web] user`` (www-data), not as the account that
 runs pvwtasks.  They read ``www/`` and what its links point at (the release's
 bundled web clients, ``autodeploy/docs``), and, through the RewriteMap,
-``proxy.txt`` (by its group, see :mod:`pvwtasks.proxyfile`).  A cron job with
+both launcher slots' ``proxy.txt`` (by its group, see :mod:`pvwtasks.proxyfile`)
+and ``conf/active.txt``.  A cron job with
 ``umask 077`` leaves folders 0700 and Apache answers 403.  :func:`open_served`
 adds the missing "other" bits: read on the served files, read and search on the
 served folders, and search only (no listing) on the folders from ROOT down to
@@ -68,10 +69,18 @@ def wanted(settings: Settings) -> dict[Path, int]:
                 path = Path(top, name)
                 if not path.is_symlink():
                     needs[path] = needs.get(path, 0) | READ_FILE
-    proxy = settings.layout.proxy_file.resolve()
-    if proxy.exists():
-        for folder in _ways(root, proxy):
+    # The RewriteMaps: both launcher slots' proxy files (read through their group) and the active
+    # slot's map, conf/active.txt (read by others: it names only a host and port).
+    for slot in ("a", "b"):
+        proxy = settings.layout.for_slot(slot).proxy_file.resolve()
+        if proxy.exists():
+            for folder in _ways(root, proxy):
+                needs[folder] = needs.get(folder, 0) | SEARCH
+    active = settings.layout.active_map.resolve()
+    if active.exists():
+        for folder in _ways(root, active):
             needs[folder] = needs.get(folder, 0) | SEARCH
+        needs[active] = needs.get(active, 0) | READ_FILE
     return needs
 
 

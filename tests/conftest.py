@@ -150,6 +150,12 @@ def write_config(path: Path, url: str, root: Path, extra: str = "", keep: int = 
     if port_range is None:
         first = free_port()
         port_range = (first, first)
+    # The second launcher slot (upgrades start it beside the first): its own free port and session ports.
+    second_port, second_range = launcher_port, port_range
+    while second_port == launcher_port:
+        second_port = free_port()
+    while second_range[0] <= port_range[1] and port_range[0] <= second_range[1]:
+        second_range = free_port_range(port_range[1] - port_range[0] + 1)
     text = f"""
 [deploy]
 root = "{root}"
@@ -167,6 +173,8 @@ host = "127.0.0.1"
 port = {launcher_port}
 timeout = {launcher_timeout}
 port_range = [{port_range[0]}, {port_range[1]}]
+second_port = {second_port}
+second_port_range = [{second_range[0]}, {second_range[1]}]
 stop_grace = 5
 start_timeout = 20
 # The tests run as root: pvwtasks refuses a root launcher unless allowed (test_supervise runs one as a service account).
@@ -307,4 +315,7 @@ def open_session(settings, app: str = "loader") -> dict:
 
 
 def pidfile_pid(settings) -> int:
-    return int(settings.layout.pid_file.read_text())
+    """The PID of the launcher taking new sessions (the active slot's, after an upgrade the other one)."""
+    from pvwtasks import slots
+
+    return int(slots.active_settings(settings).layout.pid_file.read_text())

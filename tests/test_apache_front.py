@@ -89,7 +89,9 @@ def test_a_hand_edited_installed_vhost_is_put_back_by_update(front):
     installed = managed.sites / "pvw-vhost.conf"
     # Someone points the installed site at a dead port by hand and reloads Apache: the front is broken.
     dead = free_port()
-    installed.write_text(installed.read_text().replace(f":{settings.launcher.port}/", f":{dead}/"))
+    dead_map = front["apache"].folder / "dead-active.txt"  # new sessions go where the active-slot map says
+    dead_map.write_text(f"launcher 127.0.0.1:{dead}\n")
+    installed.write_text(installed.read_text().replace(str(settings.layout.active_map), str(dead_map)))
     assert apache.site_current(settings) is False
     managed.graceful()
     assert requests.post(f"{base}/paraview/", json={"application": "loader"}, timeout=30).status_code == 503
@@ -179,6 +181,7 @@ def test_a_new_release_behind_a_broken_front_is_rolled_back(front, http_server):
     assert run_doit(front["config"], "update").returncode == 0
     settings = config.load(front["config"])
     good = releases.live_release(settings.layout)
+    serving = int(settings.layout.pid_file.read_text())
     newer = build_release(http_server.root, "5.13.1")
     text = front["config"].read_text()
     old_url = next(line for line in text.splitlines() if line.startswith("url = "))
@@ -193,3 +196,12 @@ def test_a_new_release_behind_a_broken_front_is_rolled_back(front, http_server):
     assert live.name == good.name
     bad = [r for r in releases.all_releases(settings.layout) if r.name != good.name]
     assert len(bad) == 1 and bad[0].version == "5.13.1" and bad[0].failed
+    # The new release passed on its own port (slot b), failed through the front, and was stopped;
+    # slot a, which served throughout, takes new sessions again.
+    from pvwtasks import processes, slots
+
+    assert "fails through the front; new sessions go back to slot a" in done.output
+    assert slots.state(settings).active == "a" and settings.layout.active_map.read_text() == \
+        slots.active_map_text(settings, "a")
+    assert processes.find_launcher(settings.for_slot("a")).pid == serving
+    assert processes.find_launcher(settings.for_slot("b")) is None

@@ -82,6 +82,14 @@ def test_restart_benchmark_measures_downtime(tmp_path):
     assert "processes left after `doit stop_launcher`: none" in text
 
 
+def test_upgrade_benchmark_compares_the_upgrade_with_the_stop_and_start(tmp_path):
+    _out, text = run_bench("bench_upgrade.py", tmp_path, "--rounds", "1", timeout=300)
+    assert "| 1 | `doit update`, new release beside the old one |" in text
+    assert "| 1 | `doit restart_launcher` (stop-and-start) |" in text
+    assert _ratio(text, "upgrade / stop-and-start") > 0
+    assert re.search(r"old slot gone after its last session closed \(one `doit drain`\): median \*\*[\d.]+ s", text)
+
+
 def test_results_file_keeps_one_section_per_benchmark(tmp_path):
     (common,) = _bench_modules("common")
     results = tmp_path / "R.md"

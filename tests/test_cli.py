@@ -14,7 +14,7 @@ def test_doit_list_reads_like_a_table_of_contents(deployment):
     names = [line.split()[0] for line in lines]
     pipeline = ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash", "proxy_file",
                 "render_vhost", "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index",
-                "apache_site", "web_access", "compare_hash", "launcher", "prune_logs", "notify", "update"]
+                "apache_site", "web_access", "compare_hash", "drain", "launcher", "prune_logs", "notify", "update"]
     assert names[:len(pipeline)] == pipeline
     for task in ("status", "restart_launcher", "start_launcher", "stop_launcher", "notify_test",
                  "install_cron", "uninstall_cron", "install_vhost", "uninstall_vhost"):

@@ -25,6 +25,7 @@ from conftest import build_release, write_config
 from support.doit import run_doit as doit
 from support.doit import start_doit
 from unattended_support import SlowServer, doit_killed_at, live_name
+from pvwtasks.layout import Layout, SlotsRecord
 
 KILLS = 20
 DEPLOYMENTS = 5
@@ -111,7 +112,8 @@ def _upgrades(work: Path, kills: int, offset: int, rng: random.Random, seed: int
             assert json.loads((root / "autodeploy" / "installed.json").read_text())["sha256"] == sha
             assert (root / "autodeploy" / "versions" / live / "bin" / "pvpython").is_file()
             assert not list((root / "autodeploy" / "downloads").glob("*.part"))
-            launcher = json.loads((root / ".pvwtasks" / "launcher.json").read_text())
+            active = SlotsRecord.load(Layout(root).slots_record)  # the slot taking new sessions
+            launcher = json.loads(Layout(root).for_slot(active.active if active else "a").launcher_record.read_text())
             assert launcher["release"] == live and os.path.exists(f"/proc/{launcher['pid']}")
         return done
     finally:

@@ -23,7 +23,7 @@ import pytest
 import requests
 from wslink.chunking import UnChunker, generate_chunks
 
-from pvwtasks import launcher, processes, proxyfile, releases
+from pvwtasks import launcher, processes, proxyfile, releases, slots
 
 from conftest import (build_release, deploy, launcher_url, make_deployment, open_session, pidfile_pid,
                       stop_deployment_processes)
@@ -502,14 +502,19 @@ def test_broken_first_release_fails_without_rollback_target(tmp_path, http_serve
 DOWNTIME_BUDGET = float(os.environ.get("PVW_DOWNTIME_BUDGET", "6"))
 
 
-def _poll_sessions(url: str, successes: list[float], stop: threading.Event, once: bool) -> None:
-    """POST (then DELETE) sessions back to back, recording when each POST succeeded."""
+def _poll_sessions(url, successes: list[float], stop: threading.Event, once: bool) -> None:
+    """POST (then DELETE) sessions back to back, recording when each POST succeeded.
+
+    ``url`` may be a callable giving the URL for each POST (the active slot's launcher, as Apache's
+    active map does).
+    """
     while not stop.is_set():
         try:
-            answer = requests.post(url, json={"application": "loader"}, timeout=30)
+            target = url() if callable(url) else url
+            answer = requests.post(target, json={"application": "loader"}, timeout=30)
             if answer.status_code == 200:
                 successes.append(time.monotonic())
-                requests.delete(url + answer.json()["id"], timeout=10)
+                requests.delete(target + answer.json()["id"], timeout=10)
                 if once:
                     return
         except requests.RequestException:
@@ -543,7 +548,9 @@ def test_version_switch_downtime_seen_by_a_polling_client(dep):
     """A client POSTing sessions back to back through a `doit update` that switches versions."""
     deploy(dep)
     settings = dep["settings"]
-    url = launcher_url(settings)
+    # New sessions go to the launcher slot named in conf/active.txt (an upgrade starts the new
+    # launcher beside the old one, on the other slot's port): follow it as Apache does.
+    url = lambda: launcher_url(slots.active_settings(settings))  # noqa: E731
     done_at: list[float] = []
     stop_polling = threading.Event()
     poller = threading.Thread(target=_poll_sessions, args=(url, done_at, stop_polling, False), daemon=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import psutil
+
 from pvwtasks import releases
 from pvwtasks.layout import Layout, ReleaseRecord
 
@@ -56,3 +58,27 @@ def test_switch_live_writes_installed_json_without_the_health_and_failure_marks(
     installed = ReleaseRecord.load(layout.installed_record)
     assert installed.name == "a" and installed.healthy_at is None and installed.failed is None
     assert releases.live_release(layout).healthy_at == 2
+
+
+def test_prune_never_removes_a_release_a_launcher_slot_still_serves(tmp_path):
+    from pvwtasks.layout import LauncherRecord
+
+    layout = Layout(tmp_path)
+    for n, name in enumerate("abcd"):
+        _installed(layout, name, n + 1, healthy=True)
+    _make_live(layout, "d")
+    layout.state.mkdir(parents=True)
+    # Slot b drains release a (its "launcher" is this very process, which runs); slot a ran b but
+    # was stopped (pid None); a record naming a process that is gone (c) serves nothing either.
+    me = psutil.Process()
+    LauncherRecord(pid=me.pid, create_time=me.create_time(), release="a", launch_json=None, start_sh=None,
+                   port=1, started_at=1.0).save(layout.for_slot("b").launcher_record)
+    LauncherRecord(pid=None, create_time=1.0, release="b", launch_json=None, start_sh=None, port=1,
+                   started_at=1.0).save(layout.for_slot("a").launcher_record)
+    assert releases.in_use(layout) == {"a"}
+    LauncherRecord(pid=me.pid, create_time=me.create_time() - 100, release="c", launch_json=None, start_sh=None,
+                   port=1, started_at=1.0).save(layout.for_slot("a").launcher_record)
+    assert releases.in_use(layout) == {"a"}
+    removed = releases.prune(layout, keep=2)
+    assert removed == ["b"]
+    assert {r.name for r in releases.all_releases(layout)} == {"a", "c", "d"}

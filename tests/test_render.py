@@ -54,8 +54,10 @@ def test_apache_accepts_the_vhost_without_tls(deployed, tmp_path):
     assert check.returncode == 0, check.stderr
     text = render.output_path(deployed.layout, "vhost").read_text()
     port = deployed.launcher.port
-    assert f"ProxyPass /paraview/ http://127.0.0.1:{port}/paraview/\n" in text
-    assert f"ProxyPass /paraview http://127.0.0.1:{port}/paraview/\n" in text
+    # New sessions go to the slot named in conf/active.txt (slot a's launcher until an upgrade switches).
+    assert f"RewriteMap active \"txt:{deployed.layout.active_map}\"" in text
+    assert f"http://${{active:launcher|127.0.0.1:{port}}}/paraview/$2 [P,L]" in text
+    assert deployed.layout.active_map.read_text() == f"launcher 127.0.0.1:{port}\n"
     assert f'RewriteMap session-to-port "txt:{deployed.layout.proxy_file}"' in text
     assert f"<VirtualHost *:{deployed.web.http_port}>" in text
     assert "ProxyTimeout 600" in text and "SSLEngine" not in text

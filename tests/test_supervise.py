@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+import requests
 
 from pvwtasks import config as pvwconfig
 from pvwtasks import preflight, processes, systemd
@@ -118,6 +119,53 @@ def test_watchdog_starts_a_killed_launcher_is_silent_when_up_and_waits_for_a_run
     assert again.returncode == 0 and "started it" in again.stdout
 
 
+def test_watchdog_restarts_only_the_active_slot_and_stops_a_drained_one(dep):
+    from pvwtasks import slots
+
+    deploy(dep)
+    settings = dep["settings"]
+    kept = open_session(settings)  # slot a drains with it after the upgrade
+    build_release(dep["server"].root, "5.13.1", name=dep["release"].name)
+    deploy(dep)
+    assert (slots.state(settings).active, slots.state(settings).draining) == ("b", "a")
+    old, new = (int(settings.for_slot(s).layout.pid_file.read_text()) for s in ("a", "b"))
+
+    os.kill(new, signal.SIGKILL)  # the active slot dies: the watchdog starts it again, slot a drains on
+    wait_until(lambda: _gone(new), what="slot b to die")
+    started = _watchdog(dep["config"])
+    assert started.returncode == 0 and "started it (slot b" in started.stdout, started.stdout + started.stderr
+    assert pidfile_pid(settings) not in (new, old) and not _gone(old)
+    assert slots.state(settings).draining == "a" and kept["id"] in settings.layout.proxy_file.read_text()
+
+    os.kill(old, signal.SIGKILL)  # a draining slot that dies is never started again: its apps are ended
+    wait_until(lambda: _gone(old), what="slot a to die")
+    quiet = _watchdog(dep["config"])
+    assert quiet.returncode == 0 and "started it" not in quiet.stdout, quiet.stdout + quiet.stderr
+    assert processes.find_launcher(settings.for_slot("a")) is None
+    assert slots.state(settings).draining is None and settings.layout.proxy_file.read_text() == ""
+    assert not processes.listeners([kept["port"]])
+    assert (_watchdog(dep["config"]).stdout, slots.state(settings).active) == ("", "b")
+
+
+def test_watchdog_stops_a_slot_whose_last_session_closed(dep):
+    from pvwtasks import slots
+
+    deploy(dep)
+    settings = dep["settings"]
+    kept = open_session(settings)
+    build_release(dep["server"].root, "5.13.1", name=dep["release"].name)
+    deploy(dep)
+    old = int(settings.layout.pid_file.read_text())
+    assert _watchdog(dep["config"]).stdout == ""  # a session still open: slot a drains on, silently
+    assert not _gone(old)
+    assert requests.delete(f"http://127.0.0.1:{settings.launcher.port}/paraview/{kept['id']}", timeout=30).ok
+    wait_until(lambda: not slots.live_sessions(settings), timeout=30, what="the old session to end")
+    done = _watchdog(dep["config"])
+    assert done.returncode == 0 and "launcher slot a drained; stopped it" in done.stdout, done.stdout + done.stderr
+    assert wait_until(lambda: _gone(old), what="slot a to stop")
+    assert slots.state(settings).draining is None and processes.find_launcher(settings.for_slot("b"))
+
+
 def test_watchdog_is_silent_before_anything_is_deployed(tmp_path):
     config = tmp_path / "pvw.toml"
     config.write_text(f'[deploy]\nroot = "{tmp_path / "root"}"\n[source]\nurl = "http://127.0.0.1:9/x.tar.gz"\n')
@@ -173,9 +221,14 @@ def pid_of(unit):
     except (OSError, ValueError, IndexError):
         return 0
 def unit_value(unit, key):
-    for line in (unit_dir / unit).read_text().splitlines():
+    path, instance = unit_dir / unit, ""
+    if not path.exists() and "@" in unit:  # an instance of a template unit, as systemd finds it
+        prefix, rest = unit.split("@", 1)
+        instance, suffix = rest.rsplit(".", 1)
+        path = unit_dir / f"{{prefix}}@.{{suffix}}"
+    for line in path.read_text().splitlines():
         if line.startswith(key + "="):
-            return line[len(key) + 1:].replace("%%", "%")
+            return line[len(key) + 1:].replace("%i", instance).replace("%%", "%")
     return ""
 verb, rest = args[0], [a for a in args[1:] if not a.startswith("--")]
 if verb == "start":
@@ -238,15 +291,25 @@ def test_rendered_units_pass_systemd_analyze_verify(dep, tmp_path):
     assert [u.name for u in units] == sorted(names.values())
     launcher = (dep["root"] / "conf" / "systemd" / names["launcher"]).read_text()
     for line in ("Restart=on-failure", "User=daemon", "SupplementaryGroups=mappingfileusers",
-                 "KillMode=control-group", "TimeoutStopSec=5s", f'ExecStart=/bin/sh "{dep["root"]}/bin/start.sh"'):
+                 "KillMode=control-group", "TimeoutStopSec=5s", f'ExecStart=/bin/sh "{dep["root"]}/bin/start.sh" %i'):
         assert line in launcher.splitlines()
     timer = (dep["root"] / "conf" / "systemd" / names["timer"]).read_text()
     assert "OnCalendar=Mon..Fri *-*-* 02:30:00" in timer and "Persistent=true" in timer
     assert "RandomizedDelaySec=5min" in timer
+    watchdog = (dep["root"] / "conf" / "systemd" / names["watchdog"]).read_text()
+    assert "Type=oneshot" in watchdog and f'"-m" "pvwtasks.watchdog" "{dep["config"]}"' in watchdog
+    watchdog_timer = (dep["root"] / "conf" / "systemd" / names["watchdog_timer"]).read_text()
+    assert "OnCalendar=*-*-* *:00/5:00" in watchdog_timer and f"Unit={names['watchdog']}" in watchdog_timer
     update = (dep["root"] / "conf" / "systemd" / names["update"]).read_text()
     assert "Type=oneshot" in update and f'"config={dep["config"]}"' in update
-    proc = subprocess.run(["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True,
-                          timeout=120)
+    # The launcher unit is a template: verify it as its two instances (the slots) too.
+    instances = tmp_path / "instances"
+    instances.mkdir()
+    for slot in ("a", "b"):
+        (instances / systemd.slot_unit(systemd.instance_name(dep["root"]), slot)).symlink_to(
+            dep["root"] / "conf" / "systemd" / names["launcher"])
+    proc = subprocess.run(["systemd-analyze", "verify", *map(str, units), *map(str, sorted(instances.iterdir()))],
+                          capture_output=True, text=True, timeout=120)
     complaints = [line for line in proc.stderr.splitlines() if str(dep["root"]) in line or "pvw-" in line]
     assert proc.returncode == 0 and not complaints, proc.stderr
     # The exec of start.sh keeps the launcher the service's main process.
@@ -260,26 +323,31 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     deploy(dep)  # the units are not installed yet: pvwtasks starts the launcher itself
     assert not fake_systemctl["calls"].exists()
     detached = pidfile_pid(dep["settings"])
-    names = systemd.unit_names(systemd.instance_name(dep["root"]))
+    instance = systemd.instance_name(dep["root"])
+    names = systemd.unit_names(instance)
+    unit_a, unit_b = systemd.slot_unit(instance, "a"), systemd.slot_unit(instance, "b")
+    assert names["launcher"] == f"pvw-launcher-{instance}@.service"
 
     done = run_doit(dep["config"], "install_systemd", env=env)
     assert done.returncode == 0, done.output
     assert sorted(p.name for p in fake_systemctl["unit_dir"].iterdir()) == sorted(names.values())
     calls = fake_systemctl["calls"].read_text().splitlines()
-    assert calls[:3] == ["daemon-reload", f"enable {names['launcher']} {names['timer']}", f"start {names['timer']}"]
-    assert f"start {names['launcher']}" in calls
+    timers = f"{names['timer']} {names['watchdog_timer']}"
+    assert calls[:3] == ["daemon-reload", f"enable {unit_a} {timers}", f"start {timers}"]
+    assert f"start {unit_a}" in calls and f"start {unit_b}" not in calls
+    assert calls[-2:] == [f"enable {unit_a}", f"disable {unit_b}"]  # slot a is the one started at boot
     settings = pvwconfig.load(dep["config"])
     under_systemd = pidfile_pid(settings)
     assert under_systemd != detached and _gone(detached)
     assert open_session(settings)["id"] in settings.layout.proxy_file.read_text()
 
     status = run_doit(dep["config"], "status", env=env)
-    assert f"supervisor   systemd: {names['launcher']} active (ok)" in status.output, status.output
+    assert f"supervisor   systemd: {unit_a} active (ok)" in status.output, status.output
 
     # systemd restarts a crashed launcher (Restart=on-failure): pvwtasks follows its new main PID.
     os.kill(under_systemd, signal.SIGKILL)
     wait_until(lambda: _gone(under_systemd), what="the launcher to die")
-    subprocess.run(["systemctl", "start", names["launcher"]], env=env, check=True)  # what systemd would do
+    subprocess.run(["systemctl", "start", unit_a], env=env, check=True)  # what systemd would do
     wait_until(lambda: processes.port_answers("127.0.0.1", settings.launcher.port), timeout=30,
                what="the restarted launcher to answer")
     status = run_doit(dep["config"], "status", env=env)
@@ -289,15 +357,55 @@ def test_install_systemd_runs_the_launcher_through_systemctl_and_uninstall_remov
     restarted = run_doit(dep["config"], "restart_launcher", env=env)
     assert restarted.returncode == 0, restarted.output
     calls = fake_systemctl["calls"].read_text().splitlines()
-    assert calls[-3:-1] == [f"stop {names['launcher']}", f"start {names['launcher']}"]
+    assert calls[-6:] == [f"stop {unit_a}", f"stop {unit_b}", f"start {unit_a}",
+                          f"show --property=MainPID --value {unit_a}", f"enable {unit_a}", f"disable {unit_b}"]
 
     gone = run_doit(dep["config"], "uninstall_systemd", env=env)
     assert gone.returncode == 0, gone.output
     assert list(fake_systemctl["unit_dir"].iterdir()) == []
     calls = fake_systemctl["calls"].read_text().splitlines()
-    assert f"disable --now {names['timer']} {names['launcher']}" in calls and calls[-1] == "daemon-reload"
+    assert f"disable --now {timers} {unit_a} {unit_b}" in calls and calls[-1] == "daemon-reload"
     last = pidfile_pid(settings)
     assert wait_until(lambda: _gone(last), what="the launcher to stop")
+
+
+def test_an_upgrade_under_systemd_starts_the_other_slots_service_and_drains_the_old_one(dep, fake_systemctl):
+    from pvwtasks import slots
+
+    _systemd_config(dep, fake_systemctl["unit_dir"])
+    env = fake_systemctl["env"]
+    deploy(dep)
+    assert run_doit(dep["config"], "install_systemd", env=env).returncode == 0
+    instance = systemd.instance_name(dep["root"])
+    unit_a, unit_b = systemd.slot_unit(instance, "a"), systemd.slot_unit(instance, "b")
+    settings = pvwconfig.load(dep["config"])
+    old_pid = pidfile_pid(settings)
+    kept = open_session(settings)  # an open session on slot a: it must outlive the upgrade
+    build_release(dep["server"].root, "5.13.1", name=dep["release"].name)  # upstream's next release
+    first_calls = len(fake_systemctl["calls"].read_text().splitlines())
+
+    done = run_doit(dep["config"], "update", env=env)
+    assert done.returncode == 0, done.output
+    calls = fake_systemctl["calls"].read_text().splitlines()[first_calls:]
+    assert f"start {unit_b}" in calls and f"stop {unit_a}" not in calls
+    switched = calls.index(f"enable {unit_b}")  # after slot b took over: a reboot brings back the active slot
+    assert calls.index(f"start {unit_b}") < switched and calls[switched + 1] == f"disable {unit_a}"
+    state = slots.state(settings)
+    assert (state.active, state.draining) == ("b", "a")
+    new_pid = pidfile_pid(settings)
+    assert new_pid != old_pid and psutil.Process(new_pid).cmdline()[-1].endswith("launch-b.json")
+    assert not _gone(old_pid) and kept["id"] in settings.layout.proxy_file.read_text()
+    shown = run_doit(dep["config"], "status", env=env).output
+    assert f"supervisor   systemd: {unit_b} active (ok)" in shown and "slot a     draining" in shown, shown
+
+    # The old session ends: the next drain stops slot a through systemctl.
+    assert requests.delete(f"http://127.0.0.1:{settings.launcher.port}/paraview/{kept['id']}", timeout=30).ok
+    wait_until(lambda: not slots.live_sessions(settings), timeout=30, what="the old session to end")
+    drained = run_doit(dep["config"], "drain", env=env)
+    assert drained.returncode == 0, drained.output
+    assert f"stop {unit_a}" in fake_systemctl["calls"].read_text().splitlines()
+    assert wait_until(lambda: _gone(old_pid), what="slot a to stop")
+    assert slots.state(settings).draining is None and not _gone(new_pid)
 
 
 def test_systemctl_missing_is_one_line(dep, tmp_path):

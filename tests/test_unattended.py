@@ -20,6 +20,7 @@ import pytest
 from conftest import build_release, stop_deployment_processes, write_config
 from pvwtasks import preflight
 from pvwtasks.config import load
+from pvwtasks.layout import Layout, SlotsRecord
 from support.doit import doit_cmd, output_of, run_doit, start_doit
 from support.waiting import wait_until
 from unattended_support import (MailServer, Mounts, SlowServer, doit_killed_at, doit_without, live_name, notify_toml,
@@ -302,10 +303,10 @@ STAGES = {
     "mid-switch, before the symlink moves": ("os.rename", "/autodeploy/paraview ", 1),
     # the live symlink moved, installed.json and hash.json are still the old ones
     "mid-switch, after the symlink moved": ("os.rename", "/autodeploy/installed.json ", 1),
-    # the old launcher is stopped, the new one not spawned yet
-    "mid-restart, launcher stopped": ("subprocess.Popen", "/bin/start.sh", 1),
+    # the old launcher serves on, the new one (slot b, beside it) not spawned yet
+    "mid-upgrade, new launcher not spawned": ("subprocess.Popen", "/bin/start-b.sh", 1),
     # the new launcher is spawned, before it is health-checked and recorded
-    "mid-restart, launcher spawned": ("os.rename", "/logs/launcher.pid ", 1),
+    "mid-upgrade, new launcher spawned": ("os.rename", "/logs/launcher-b.pid ", 1),
 }
 def _killed_at(stage: str, tmp_path: Path, http_server, cleanup: list) -> dict:
     """Install 5.13.0, serve a large-ish 5.13.1 at the same URL, SIGKILL `doit update` at ``stage``."""
@@ -320,9 +321,15 @@ def _killed_at(stage: str, tmp_path: Path, http_server, cleanup: list) -> dict:
     return {"config": config, "root": root, "old": before, "new": new, "url": old.name}
 
 
+def _active(root: Path) -> Layout:
+    """The layout of the launcher slot taking new sessions (after an upgrade, the other slot)."""
+    record = SlotsRecord.load(Layout(root).slots_record)
+    return Layout(root).for_slot(record.active if record else "a")
+
+
 def _launcher_pid(root: Path) -> int | None:
     try:
-        return int((root / "logs" / "launcher.pid").read_text())
+        return int(_active(root).pid_file.read_text())
     except (OSError, ValueError):
         return None
 
@@ -333,11 +340,11 @@ def test_kill_9_leaves_a_whole_version_live(tmp_path, http_server, cleanup, stag
     root, old = state["root"], state["old"]
 
     live = live_name(root)
-    switched = stage.startswith("mid-restart") or stage.endswith("after the symlink moved")
+    switched = stage.startswith("mid-upgrade") or stage.endswith("after the symlink moved")
     assert (live != old["live"]) is switched
     assert live.endswith(_sha(state["new"])[:12] if switched else old["sha"][:12])
     assert (root / "autodeploy" / "versions" / live / "bin" / "pvpython").is_file()  # never a half tree
-    assert _published_sha(root) == (_sha(state["new"]) if stage.startswith("mid-restart") else old["sha"])
+    assert _published_sha(root) == (_sha(state["new"]) if stage.startswith("mid-upgrade") else old["sha"])
     partial = _incoming(root)
     if stage == "mid-extract":
         (tree,) = partial
@@ -360,7 +367,7 @@ def test_update_after_kill_9_finishes_correctly(tmp_path, http_server, cleanup, 
     if downloaded:
         assert len(http_server.gets(state["url"])) == gets  # the verified download was kept, not fetched again
     assert (root / "autodeploy" / "versions" / state["old"]["live"]).is_dir()  # kept for rollback
-    record = json.loads((root / ".pvwtasks" / "launcher.json").read_text())
+    record = json.loads(_active(root).launcher_record.read_text())
     pid = _launcher_pid(root)
     assert record["release"] == live_name(root) and record["pid"] == pid != state["old"]["launcher"]
     assert os.path.exists(f"/proc/{pid}")
