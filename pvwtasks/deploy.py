@@ -122,7 +122,7 @@ def install_systemd(settings: Settings) -> dict:
 
     Copies conf/systemd/* into ``[deploy] systemd_unit_dir``, runs
     ``systemctl daemon-reload``, enables the launcher service and the update
-    timer, starts the timer, and restarts the launcher through systemd (a
+    timer, starts the timer (with ``[cron] auto_update`` off: disables it), and restarts the launcher through systemd (a
     launcher started by pvwtasks itself is stopped first).  Raises
     SystemdError when systemctl fails, PvwError when supervisor is not systemd.
     """
@@ -136,10 +136,16 @@ def install_systemd(settings: Settings) -> dict:
         raise systemd.SystemdError(f"{missing[0]} is missing; run `doit render_systemd` first")
     changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
     systemd.systemctl("daemon-reload")
-    systemd.systemctl("enable", names["launcher"], names["timer"])
-    systemd.systemctl("start", names["timer"])
-    log.info("installed %s in %s (%s changed); update timer started",
-             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed))
+    if settings.cron.auto_update:
+        systemd.systemctl("enable", names["launcher"], names["timer"])
+        systemd.systemctl("start", names["timer"])
+        timer = "update timer started"
+    else:  # a fleet rolled forward by Ansible: the launcher stays supervised, no update of its own
+        systemd.systemctl("enable", names["launcher"])
+        systemd.systemctl("disable", "--now", names["timer"])
+        timer = "update timer off ([cron] auto_update = false)"
+    log.info("installed %s in %s (%s changed); %s",
+             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed), timer)
     result = restart(settings)
     log.info("the launcher runs under systemd as %s", names["launcher"])
     return {"changed": changed, **result}

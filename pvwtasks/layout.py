@@ -166,6 +166,11 @@ class Layout:
         return self.conf / "pvw-vhost.conf"
 
     @property
+    def front_file(self) -> Path:
+        """The fleet front's Apache site (``doit render_front``, on the front host only)."""
+        return self.conf / "pvw-front.conf"
+
+    @property
     def launch_json(self) -> Path:
         return self.conf / "launch.json"
 
