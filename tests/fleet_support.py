@@ -108,15 +108,16 @@ class Fleet:
         path.write_text(json.dumps(data, indent=2))
         return path
 
-    def rollout(self, release_url: str, timeout: float = 900) -> Playbook:
-        """``ansible-playbook -i inventory site.yml``: the front, then the hosts one at a time."""
+    def rollout(self, release_url: str, timeout: float = 900, extra_vars: dict | None = None) -> Playbook:
+        """``ansible-playbook -i inventory site.yml [-e JSON]``: the front, then the hosts one at a time."""
         home = self.folder / "ansible-home"
         env = {**os.environ, "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
                "ANSIBLE_REMOTE_TEMP": str(home / "tmp"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
                "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_DEPRECATION_WARNINGS": "0"}
         env.pop("PVW_CONFIG", None)
         started = time.monotonic()
-        proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory(release_url)), str(PLAYBOOK)],
+        extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
+        proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory(release_url)), *extra, str(PLAYBOOK)],
                               capture_output=True, text=True, env=env, timeout=timeout, cwd=self.folder)
         return Playbook(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
