@@ -32,7 +32,8 @@ MODULES = ["mpm_event", "authz_core", "dir", "mime", "proxy", "proxy_http", "pro
 # What the rendered vhost needs enabled in the system's Apache (``a2enmod``); ssl too with TLS.
 SITE_MODULES = ["proxy", "proxy_http", "proxy_wstunnel", "rewrite", "headers"]
 # What the fleet front needs besides (``doit install_front``): the balancer, its health checks, balancer-manager.
-FRONT_MODULES = ["proxy", "proxy_http", "authz_host", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm", "proxy_hcheck"]
+FRONT_MODULES = ["proxy", "proxy_http", "authz_host", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm",
+                 "proxy_hcheck"]
 DEFAULT_SITE = "000-default"
 _INSTALL_HINT = "install Apache with `apt-get install apache2`, or fix [web] apachectl"
 

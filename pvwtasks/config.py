@@ -210,7 +210,8 @@ class Web:
     pid_file: Path = Path("/var/run/apache2/apache2.pid")  # tells whether Apache runs (started vs reloaded)
     # Behind a fleet front: this host's name there; its sessionURL becomes <public_url>/node/<node_name>/proxy?...
     node_name: Annotated[str, _Shape(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a node name of letters, digits, - and _")] = ""
-    public_url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+/?", "the front's base URL like 'http://pvw.lab.org'")] = ""
+    public_url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+/?",
+                                      "the front's base URL like 'http://pvw.lab.org'")] = ""
 
     @property
     def tls(self) -> bool:

@@ -97,16 +97,21 @@ class Fleet:
                  "pvwtasks_front_port": self.front_port, "pvwtasks_public_url": self.front_url,
                  "pvwtasks_front_settings": {"web": {"server_name": "127.0.0.1", **self.front_apache.web_keys()},
                                              "fleet": {"health_interval": 1}}}
-        shared = {"source": {"url": release_url, "timeout": 10, "retries": 3, "backoff": 0.05},
-                  "web": {"server_name": "127.0.0.1"},
-                  "launcher": {"host": "127.0.0.1", "timeout": 10, "stop_grace": 5, "start_timeout": 20,
-                               "allow_root": True}}
+        shared = self.shared_settings(release_url)
         data = {"all": {"vars": common, "children": {
             "pvw_front": {"hosts": {"front": front}},
             "pvw_hosts": {"vars": {"pvwtasks_settings": shared}, "hosts": hosts}}}}
         path = self.folder / "inventory.json"
         path.write_text(json.dumps(data, indent=2))
         return path
+
+    @staticmethod
+    def shared_settings(release_url: str) -> dict:
+        """Every host's config (the inventory's ``pvwtasks_settings``) deploying ``release_url``."""
+        return {"source": {"url": release_url, "timeout": 10, "retries": 3, "backoff": 0.05},
+                "web": {"server_name": "127.0.0.1"},
+                "launcher": {"host": "127.0.0.1", "timeout": 10, "stop_grace": 5, "start_timeout": 20,
+                             "allow_root": True}}
 
     def rollout(self, release_url: str, timeout: float = 900, extra_vars: dict | None = None) -> Playbook:
         """``ansible-playbook -i inventory site.yml [-e JSON]``: the front, then the hosts one at a time."""

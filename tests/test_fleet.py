@@ -8,6 +8,7 @@ down and comes back, a rolling upgrade under a poller, and a broken release that
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -101,6 +102,19 @@ def test_a_host_that_goes_down_leaves_the_balancer_and_comes_back_by_itself(flee
     wait_until(lambda: _in_balancer(fleet, "h3") is True, timeout=30, interval=0.5, what="h3 back in the balancer")
     nodes = [node_of(_post(fleet)) for _ in range(6)]
     assert "h3" in nodes
+
+
+def test_a_bad_inventory_value_stops_at_the_first_host_and_changes_no_config(fleet):
+    configs = {name: host.config.read_bytes() for name, host in fleet.hosts.items()}
+    newer = build_release(fleet.server.root, "5.13.1")
+    settings = Fleet.shared_settings(fleet.server.url(newer.name))
+    settings["launcher"]["timeout"] = "soon"
+    done = fleet.rollout(fleet.server.url(newer.name), extra_vars={"pvwtasks_settings": settings})
+    assert done.returncode != 0
+    assert "[launcher] timeout: expected int, got str 'soon'" in done.output  # pvwtasks' own one line
+    assert {name: host.config.read_bytes() for name, host in fleet.hosts.items()} == configs
+    assert [_live(fleet, name).version for name in fleet.hosts] == ["5.13.0"] * 3
+    assert "h2" not in re.findall(r"^(?:changed|ok|fatal): \[(\w+)\]", done.output, re.M)
 
 
 def test_a_poller_through_the_front_sees_no_failed_post_across_a_rolling_upgrade(fleet):
