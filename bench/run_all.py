@@ -13,8 +13,9 @@ import sys
 
 import common
 
-SCRIPTS = ["bench_noop.py", "bench_fetch.py", "bench_restart.py", "bench_scaling.py", "bench_trame.py"]
-ORDER = ["noop", "fetch", "restart", "scaling", "trame"]
+SCRIPTS = ["bench_noop.py", "bench_fetch.py", "bench_restart.py", "bench_scaling.py", "bench_trame.py",
+           "bench_fleet.py"]
+ORDER = ["noop", "fetch", "restart", "scaling", "trame", "fleet"]
 
 
 def summary(results=common.RESULTS) -> list[str]:
