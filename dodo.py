@@ -216,23 +216,6 @@ def task_render_index():
                                "endpoint": SETTINGS.launcher.endpoint})
 
 
-def task_render_front():
-    """Render the fleet front conf/pvw-front.conf from [fleet] hosts (balancer, health checks, /node/<name>/)."""
-    task = _render_task("front", "front.conf.j2", SETTINGS.layout.front_file, extra={
-        "fleet": SETTINGS.section("fleet"),
-        "web": _keys("web", "server_name", "server_admin", "http_port", "proxy_timeout"),
-        "launcher": _keys("launcher", "endpoint"),
-    })
-    task["task_dep"] = []  # the front host runs no update: nothing to lock against
-    return task
-
-
-def task_install_front():
-    """Install the fleet front into Apache's sites (balancer modules, configtest, graceful; put back on failure)."""
-    return {"actions": [step("pvwtasks.apache:install_front", SETTINGS)], "uptodate": [False],
-            "task_dep": ["render_front"]}
-
-
 def task_apache_site():
     """Reinstall a changed vhost into Apache ([web] manage_apache): configtest, graceful, restore on failure."""
     return {
@@ -399,6 +382,23 @@ def task_install_vhost():
 def task_uninstall_vhost():
     """Remove the vhost's link and file from Apache's sites, then reload Apache gracefully if it runs."""
     return {"actions": [step("pvwtasks.apache:uninstall_vhost", SETTINGS)], "uptodate": [False]}
+
+
+def task_render_front():
+    """Render the fleet front conf/pvw-front.conf from [fleet] hosts (balancer, health checks, /node/<name>/)."""
+    task = _render_task("front", "front.conf.j2", SETTINGS.layout.front_file, extra={
+        "fleet": SETTINGS.section("fleet"),
+        "web": _keys("web", "server_name", "server_admin", "http_port", "proxy_timeout"),
+        "launcher": _keys("launcher", "endpoint"),
+    })
+    task["task_dep"] = []  # the front host runs no update: nothing to lock against
+    return task
+
+
+def task_install_front():
+    """Install the fleet front into Apache's sites (balancer modules, configtest, graceful; put back on failure)."""
+    return {"actions": [step("pvwtasks.apache:install_front", SETTINGS)], "uptodate": [False],
+            "task_dep": ["render_front"]}
 
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,
