@@ -21,6 +21,7 @@ import requests
 
 from apache_support import ManagedApache
 from conftest import stop_deployment_processes
+from render_support import fake_crontab
 from support.ports import free_port, free_port_range
 from pvwtasks import apache
 
@@ -51,6 +52,15 @@ class Host:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
+    @property
+    def crontab(self) -> Path:
+        """A stand-in crontab(1) (render_support.fake_crontab): the role installs the host's lines there."""
+        return self.folder / "cron" / "crontab"
+
+    @property
+    def crontab_store(self) -> Path:
+        return self.folder / "cron" / "crontab.store"
+
 
 @dataclass
 class Playbook:
@@ -70,6 +80,7 @@ class Fleet:
             port = free_port()
             self.hosts[name] = Host(name, folder / name, ManagedApache(folder / name / "apache", [port]), port,
                                     free_port(), free_port_range(sessions_per_host))
+            fake_crontab(folder / name / "cron")
         self.front_port = free_port()
         self.front_root = folder / "front" / "root"
         self.front_apache = ManagedApache(folder / "front" / "apache", [self.front_port],
@@ -83,7 +94,7 @@ class Fleet:
         """The inventory (JSON, which Ansible reads as YAML) deploying ``release_url`` on every host."""
         common = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                   "pvwtasks_src": str(PROJECT), "pvwtasks_venv": str(self.venv), "pvwtasks_python": sys.executable,
-                  "pvwtasks_supervise": False}
+                  "pvwtasks_supervise": True}
         hosts = {}
         for host in self.hosts.values():
             hosts[host.name] = {
@@ -91,6 +102,7 @@ class Fleet:
                 "pvwtasks_host_settings": {
                     "web": {"http_port": host.http_port, **host.apache.web_keys()},
                     "launcher": {"port": host.launcher_port, "port_range": list(host.port_range)},
+                    "cron": {"crontab": str(host.crontab)},
                 },
             }
         front = {"pvwtasks_root": str(self.front_root), "pvwtasks_config": str(self.folder / "front" / "pvw.toml"),

@@ -62,6 +62,10 @@ def test_the_rollout_deploys_every_host_and_the_front_reports_them(fleet):
         text = host.config.read_text()
         assert f'node_name = "{name}"' in text and f'public_url = "{fleet.front_url}"' in text
         assert "auto_update = false" in text
+        # Supervised by cron with no update line of its own: the watchdog, @reboot and logrotate stay.
+        crontab = host.crontab_store.read_text()
+        assert "pvwtasks.watchdog" in crontab and "@reboot" in crontab and "logrotate" in crontab
+        assert " update config=" not in crontab
     code, status = fleet.front_status()
     assert code == 0, status
     assert sorted(status["hosts"]) == ["h1", "h2", "h3"]
@@ -97,6 +101,10 @@ def test_a_host_that_goes_down_leaves_the_balancer_and_comes_back_by_itself(flee
     assert "h3" not in nodes and len(nodes) == 8
     code, status = fleet.front_status()
     assert code != 0 and not status["hosts"]["h3"]["healthy"]  # the front's status says which host is sick
+    shown = run_doit(fleet.folder / "front" / "pvw.toml", "status")
+    h3_line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("h3 "))
+    assert "UNHEALTHY (launcher not answering" in h3_line and "OUT of balancer" in h3_line, shown.stdout
+    assert "ERROR: status: fleet hosts not healthy: h3" in shown.output
 
     assert run_doit(h3.config, "start_launcher").returncode == 0
     wait_until(lambda: _in_balancer(fleet, "h3") is True, timeout=30, interval=0.5, what="h3 back in the balancer")
