@@ -122,7 +122,7 @@ class Fleet:
         """Every host's config (the inventory's ``pvwtasks_settings``) deploying ``release_url``."""
         return {"source": {"url": release_url, "timeout": 10, "retries": 3, "backoff": 0.05},
                 "web": {"server_name": "127.0.0.1"},
-                "launcher": {"host": "127.0.0.1", "timeout": 10, "stop_grace": 5, "start_timeout": 20,
+                "launcher": {"host": "127.0.0.1", "timeout": 20, "stop_grace": 5, "start_timeout": 30,
                              "allow_root": True}}
 
     def rollout(self, release_url: str, timeout: float = 900, extra_vars: dict | None = None) -> Playbook:
