@@ -11,11 +11,10 @@ log), ``lock``, and ``mail`` ("bookkeeping", "rendered", "restart").
 """
 
 import sys
-from pathlib import Path
 
-import pvwtasks
 from pvwtasks.doit_adapter import (RUN, changed, check, config_error, doit_config, dodo_path, load_settings,
                                    progress_bar, step, survives_bad_config, task_params)
+from pvwtasks.outputs import template_file
 
 # Only reads the config; a bad one stops each command with its one line, but for the
 # tasks marked @survives_bad_config (stop_launcher, status).
@@ -26,7 +25,6 @@ _LOCKED = ["lock"]
 _BOOKKEEPING = {"mail": "bookkeeping"}
 _RESTART = {"mail": "restart"}
 _READ_ONLY = {"read_only": True}
-_TEMPLATES = Path(pvwtasks.__file__).resolve().parent / "templates"
 
 
 def task_lock():
@@ -141,10 +139,10 @@ def task_proxy_file():
     }
 
 
-def _render_task(name, template, output, sections=(), extra=None, file_dep=(), uptodate=(), **values):
+def _render_task(name, output, sections=(), extra=None, file_dep=(), uptodate=(), **values):
     return {
         "actions": [step("pvwtasks.render:render_file", SETTINGS, name, **values)],
-        "file_dep": [_TEMPLATES / template, *file_dep],
+        "file_dep": [template_file(name), *file_dep],
         "targets": [output],
         "uptodate": [changed(SETTINGS, *sections, extra=extra), *uptodate],
         "task_dep": _LOCKED,
@@ -160,7 +158,7 @@ def _keys(section, *names):
 
 def task_render_vhost():
     """Render the Apache virtual host to conf/pvw-vhost.conf (launcher proxy, websocket map, TLS)."""
-    task = _render_task("vhost", "vhost.conf.j2", SETTINGS.layout.vhost_file, extra={
+    task = _render_task("vhost", SETTINGS.layout.vhost_file, extra={
         "web": _keys("web", "server_name", "server_admin", "http_port", "https_port", "tls_certificate",
                      "tls_key", "proxy_timeout"),
         "launcher": _keys("launcher", "host", "port", "endpoint"),
@@ -172,7 +170,7 @@ def task_render_vhost():
 def task_render_launcher():
     """Render the wslink launcher config conf/launch.json from the installed release."""
     layout = SETTINGS.layout
-    return _render_task("launcher", "launch.json.j2", layout.launch_json, file_dep=[layout.installed_record], extra={
+    return _render_task("launcher", layout.launch_json, file_dep=[layout.installed_record], extra={
         "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",
                           "health_app"),
         "trame_apps": SETTINGS.section("apps")["apps"],
@@ -184,21 +182,21 @@ def task_render_launcher():
 def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
     layout = SETTINGS.layout
-    return _render_task("start", "start.sh.j2", layout.start_script, file_dep=[layout.installed_record],
+    return _render_task("start", layout.start_script, file_dep=[layout.installed_record],
                         extra={**_keys("launcher", "display", "endpoint", "backend"),
                                "trame": sorted(SETTINGS.apps.apps)})
 
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", "logrotate.conf.j2", SETTINGS.layout.logrotate_conf, ("logrotate",),
+    return _render_task("logrotate", SETTINGS.layout.logrotate_conf, ("logrotate",),
                         extra={"web": _keys("web", "manage_apache", "apachectl")})
 
 
 def task_render_cron():
     """Render conf/crontab: the weekly `doit update`, @reboot and watchdog lines (cron supervision), logrotate."""
     dodo = str(dodo_path())
-    return _render_task("cron", "crontab.j2", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
+    return _render_task("cron", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
         **_keys("cron", "update", "logrotate", "watchdog", "auto_update"), "dodo": dodo, "task": _CRON_TASK,
         "config": str(SETTINGS.path), "supervisor": SETTINGS.deploy.supervisor,
         "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
@@ -208,7 +206,7 @@ def task_render_cron():
 def task_render_index():
     """Render the landing page www/index.html: live version, hash, last update, app links."""
     layout = SETTINGS.layout
-    return _render_task("index", "index.html.j2", layout.index_page, file_dep=[layout.hash_file],
+    return _render_task("index", layout.index_page, file_dep=[layout.hash_file],
                         uptodate=[check("pvwtasks.render:index_current", SETTINGS,
                                         why="index.html shows the last update's result and the installed docs")],
                         extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
@@ -350,11 +348,9 @@ def task_render_systemd():
         "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
         "timer": _keys("cron", "update"),
     }
-    templates = {"launcher": "systemd-launcher.service.j2", "update": "systemd-update.service.j2",
-                 "timer": "systemd-update.timer.j2"}
-    for kind, template in templates.items():
+    for kind in ("launcher", "update", "timer"):
         values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
-        task = _render_task(f"systemd_{kind}", template, SETTINGS.layout.systemd_units / units[kind],
+        task = _render_task(f"systemd_{kind}", SETTINGS.layout.systemd_units / units[kind],
                             extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)
         task["task_dep"] = []  # writes only under conf/systemd; no lock needed
         yield {"name": kind, "doc": f"Render the {kind} unit into conf/systemd/.", **task}
@@ -386,7 +382,7 @@ def task_uninstall_vhost():
 
 def task_render_front():
     """Render the fleet front conf/pvw-front.conf from [fleet] hosts (balancer, health checks, /node/<name>/)."""
-    task = _render_task("front", "front.conf.j2", SETTINGS.layout.front_file, extra={
+    task = _render_task("front", SETTINGS.layout.front_file, extra={
         "fleet": SETTINGS.section("fleet"),
         "web": _keys("web", "server_name", "server_admin", "http_port", "proxy_timeout"),
         "launcher": _keys("launcher", "endpoint"),

@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
 from . import programs
 from .config import Settings
 from .errors import RenderError
@@ -186,6 +184,8 @@ def disable_default_site(settings: Settings) -> bool:
 
 def running_pid(settings: Settings) -> int | None:
     """The PID of the running Apache from ``[web] pid_file`` (confirmed by its program name), or None."""
+    import psutil  # here, not at the top: every update imports this module (render, site_current)
+
     try:
         pid = int(Path(settings.web.pid_file).read_text().split()[0])
         name = psutil.Process(pid).name()

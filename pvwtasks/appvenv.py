@@ -42,14 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import unquote, urlparse
 
 from .errors import VenvError
+from .frozen import Frozen
 from .fsutil import du
-from .layout import Layout, VenvRecord
+from .layout import Layout, VenvRecord, finished_builds
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +60,10 @@ PROBE_TIMEOUT = 30
 # The manylinux baseline of ParaView's own binaries; newer tags are added up to the host's glibc.
 MANYLINUX_FIRST = 17
 _SKIP_IN_TREE = {"__pycache__", ".git", "build", "dist", ".eggs"}
-_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+_CREDENTIALS = r"(?<=://)[^/@\s]+@"  # patterns are compiled (and cached) by re on first use
 
 
-@dataclass(frozen=True)
-class VenvSpec:
+class VenvSpec(Frozen):
     """What to put in a companion venv, and where pip may get it."""
 
     python_version: str  # the release's minor, "3.12"
@@ -75,8 +74,7 @@ class VenvSpec:
     platforms: tuple[str, ...] = ()  # cross builds: pip --platform tags; default manylinux up to the host's glibc
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(Frozen):
     """One distribution of a resolved set."""
 
     name: str  # normalized (PEP 503)
@@ -92,8 +90,7 @@ class Resolved:
         return self.pin if self.local is None else f"{self.pin} sha256:{self.local}"
 
 
-@dataclass(frozen=True)
-class VenvResult:
+class VenvResult(Frozen):
     """What :func:`ensure_venv` answered: the venv, and whether it was reused or built."""
 
     record: VenvRecord
@@ -108,7 +105,7 @@ class VenvResult:
 # --------------------------------------------------------------------------- small helpers
 def redact(text: str) -> str:
     """``text`` with the credentials of any URL in it replaced by ``***``."""
-    return _CREDENTIALS.sub("***@", text)
+    return re.sub(_CREDENTIALS, "***@", text)
 
 
 def normalize(name: str) -> str:
@@ -280,20 +277,20 @@ def _index_options(spec: VenvSpec, cache_dir: Path | None) -> list[str]:
 
 
 # --------------------------------------------------------------------------- pip
-_NOT_FOUND = (re.compile(r"No matching distribution found for (\S+)"),
-              re.compile(r"Could not find a version that satisfies the requirement (\S+)"))
-_OTHER = (re.compile(r"Invalid requirement: '?([^']+)'?"),
-          re.compile(r"(?:Directory|File) '?([^']+?)'? does not (?:appear to be a Python project|exist)"))
+_NOT_FOUND = (r"No matching distribution found for (\S+)",
+              r"Could not find a version that satisfies the requirement (\S+)")
+_OTHER = (r"Invalid requirement: '?([^']+)'?",
+          r"(?:Directory|File) '?([^']+?)'? does not (?:appear to be a Python project|exist)")
 
 
 def pip_failure(output: str) -> str:
     """One line saying what pip failed on, naming the requirement when pip does."""
     for pattern in _NOT_FOUND:
-        match = pattern.search(output)
+        match = re.search(pattern, output)
         if match:
             return f"no distribution found for requirement {match.group(1)!r}"
     for pattern in _OTHER:
-        match = pattern.search(output)
+        match = re.search(pattern, output)
         if match:
             return f"requirement {match.group(1).strip()!r} rejected: {match.group(0).strip()}"
     if "ResolutionImpossible" in output or "conflicting dependencies" in output:
@@ -386,19 +383,9 @@ def refuse_vtk(spec: VenvSpec, names: Sequence[str]) -> None:
 
 # --------------------------------------------------------------------------- venvs on disk
 def built_venvs(layout: Layout) -> dict[str, VenvRecord]:
-    """The finished venvs: key -> record.  A folder without its record does not count."""
-    found = {}
-    try:
-        folders = sorted(layout.venvs.iterdir())
-    except OSError:
-        return {}
-    for folder in folders:
-        if folder.name.startswith("."):
-            continue
-        record = VenvRecord.load(layout.venv_record(folder.name))
-        if record is not None and record.key == folder.name and (folder / record.site_packages).is_dir():
-            found[folder.name] = record
-    return found
+    """The finished venvs: key -> record.  A folder without its record, or its site-packages, does not count."""
+    return finished_builds(layout.venvs, layout.venv_record, VenvRecord,
+                           lambda folder, record: (folder / record.site_packages).is_dir())
 
 
 def _pid_alive(pid: int) -> bool:

@@ -8,10 +8,10 @@ section, a misspelled key, a wrong type or a value out of range is one line
 naming the file and the key.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the field types are read at run time (they are the
+# schema: _build reads them from dataclasses.fields), and as strings every load would evaluate them again.
 import dataclasses
-import difflib
+import functools
 import grp
 import os
 import pwd
@@ -20,12 +20,13 @@ import sys
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .frozen import Frozen
 from .layout import Layout
 
 # The documented config, which deploys the demo: config/pvw.toml of the source tree.  A wheel ships
@@ -34,8 +35,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "pvw.toml"
 CONFIG_ENV = "PVW_CONFIG"
 
 
-@dataclass(frozen=True)
-class _Key:
+class _Key(Frozen):
     """Where a value sits, for error messages: ``FILE: [table] key``."""
 
     path: Path
@@ -55,8 +55,9 @@ class _Rule:
         raise NotImplementedError
 
 
-@dataclass(frozen=True)
-class _Range(_Rule):
+class _Range(_Rule, Frozen):
+    """A number within bounds: at least (or above) ``low``, at most ``high``."""
+
     low: float | None = None
     high: float | None = None
     above: bool = False  # strictly greater than ``low``
@@ -161,8 +162,9 @@ Schedule = Annotated[str, _CronSchedule()]
 
 # --- the sections ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Deploy:
+class Deploy(Frozen):
+    """``[deploy]``: where the deployment lives, how many releases it keeps, what supervises it."""
+
     root: Path
     keep: PositiveInt = 2
     require_programs: bool = True
@@ -170,8 +172,9 @@ class Deploy:
     systemd_unit_dir: Path = Path("/etc/systemd/system")  # where install_systemd puts the units
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(Frozen):
+    """``[source]``: where releases come from and how they are fetched and checked."""
+
     url: Url = ""
     listing: Url = ""
     pattern: Regex = ""
@@ -191,8 +194,9 @@ class Source:
     max_listing_mib: PositiveInt = 32  # largest listing or checksum manifest read
 
 
-@dataclass(frozen=True)
-class Web:
+class Web(Frozen):
+    """``[web]``: the Apache virtual host in front of the launcher."""
+
     server_name: str = "localhost"
     server_admin: MailAddress = "webmaster@localhost"
     http_port: Port = 80
@@ -218,8 +222,7 @@ class Web:
         return bool(self.tls_certificate and self.tls_key)
 
 
-@dataclass(frozen=True)
-class App:
+class App(Frozen):
     """One web app of the launcher: a script or a module run by the release's pvpython."""
 
     script: str = ""  # a .py file: absolute, or relative to the release's site-packages or its top folder
@@ -229,8 +232,7 @@ class App:
         "Starting factory")
 
 
-@dataclass(frozen=True)
-class TrameApp:
+class TrameApp(Frozen):
     """One trame app (ParaView 5.13+): run by ``pvpython --venv <companion venv>``.
 
     Exactly one of ``module`` (``pvpython --venv V -m MODULE``), ``trame_app``
@@ -248,8 +250,7 @@ class TrameApp:
         "App running at")
 
 
-@dataclass(frozen=True)
-class Apps:
+class Apps(Frozen):
     """``[apps]``: what the trame apps' companion venv holds, and ``[apps.NAME]`` one table per trame app."""
 
     requirements: list[Requirement] = field(default_factory=list)  # common to all: trame, trame-vtk, ... pinned
@@ -259,8 +260,9 @@ class Apps:
     apps: dict[str, TrameApp] = field(default_factory=dict, metadata={"rest": True})  # [apps.NAME] tables
 
 
-@dataclass(frozen=True)
-class Launcher:
+class Launcher(Frozen):
+    """``[launcher]``: the wslink launcher, its session ports and its apps."""
+
     host: str = "localhost"
     port: Port = 8081
     endpoint: Annotated[str, _Shape(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*", "a URL path like 'paraview'")] = (
@@ -299,8 +301,9 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-@dataclass(frozen=True)
-class Logrotate:
+class Logrotate(Frozen):
+    """``[logrotate]``: rotation of the update and launcher logs, and the session logs' age."""
+
     size: Size = "5M"
     rotate: NonNegativeInt = 10
     compress: bool = True
@@ -310,8 +313,9 @@ class Logrotate:
     session_log_days: PositiveInt = 30  # session logs (logs/launcher/*) older than this are deleted
 
 
-@dataclass(frozen=True)
-class Cron:
+class Cron(Frozen):
+    """``[cron]``: the schedules of the update, logrotate and the watchdog."""
+
     update: Schedule = "0 4 * * 1"
     logrotate: Schedule = "55 3 * * 1"
     watchdog: Schedule = "*/5 * * * *"  # how often cron's watchdog starts a dead launcher
@@ -319,8 +323,9 @@ class Cron:
     crontab: str = "crontab"
 
 
-@dataclass(frozen=True)
-class Notify:
+class Notify(Frozen):
+    """``[notify]``: the mails of each run (SMTP or sendmail)."""
+
     method: Literal["none", "smtp", "sendmail"] = "none"
     host: str = "localhost"
     port: Port = 25
@@ -339,15 +344,13 @@ class Notify:
     log_tail_lines: NonNegativeInt = 40
 
 
-@dataclass(frozen=True)
-class FleetHost:
+class FleetHost(Frozen):
     """``[fleet.hosts.NAME]``: one host of the fleet, as the front reaches its own Apache."""
 
     url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+", "the host's Apache like 'http://10.0.0.11:80'", True)] = ""
 
 
-@dataclass(frozen=True)
-class Fleet:
+class Fleet(Frozen):
     """``[fleet]``: on the front host only, the hosts its Apache balances (``doit render_front``)."""
 
     site_name: str = "pvw-front.conf"  # the front's site in [web] sites_dir
@@ -376,8 +379,7 @@ _SECTIONS: dict[str, type] = {
 _RENAMED = {("notify", "from"): "sender"}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Frozen):
     """The whole validated configuration of one deployment."""
 
     path: Path
@@ -391,7 +393,7 @@ class Settings:
     apps: Apps = field(default_factory=Apps)
     fleet: Fleet = field(default_factory=Fleet)
 
-    @property
+    @functools.cached_property  # read dozens of times per run; the settings never change
     def layout(self) -> Layout:
         return Layout(self.deploy.root)
 
@@ -496,8 +498,8 @@ def load_notify(path: Path) -> Notify | None:
 
 def _build(cls: type, path: Path, table: str, values: dict):
     """One dataclass from a TOML table; the field types say how each value is checked."""
-    hints = typing.get_type_hints(cls, include_extras=True)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = {name: f.type for name, f in fields.items()}  # objects, not strings: see the imports
     toml_names = {next((t for (s, t), f in _RENAMED.items() if s == table and f == n), n) for n in fields}
     kwargs = {}
     # A field with metadata {"rest": True} takes the keys no other field names whose values are tables
@@ -577,6 +579,8 @@ def _resolve_path(value: str, base: Path) -> Path:
 
 
 def _suggest(word: str, choices) -> str:
+    import difflib  # only for a mistake
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 

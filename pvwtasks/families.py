@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from .errors import ConfigError, FamilyMismatch, InstallError, NoWebApps
+from .frozen import Frozen
 
 LEGACY = "legacy"
 FAMILY_5_6 = "5.6-5.9"
@@ -46,8 +47,7 @@ OPENGL_WINDOWS = {"egl": "vtkEGLRenderWindow", "osmesa": "vtkOSOpenGLRenderWindo
 _OPTION_NAMES = {"egl": "EGL", "osmesa": "OSMesa", "glx": "GLX"}
 
 
-@dataclass(frozen=True)
-class ReleaseInfo:
+class ReleaseInfo(Frozen):
     """What an installed release is and holds (paths relative to its tree)."""
 
     family: str  # one of FAMILIES
@@ -87,8 +87,7 @@ class ReleaseInfo:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class AppSpec:
+class AppSpec(Frozen):
     """One app of the wslink launcher: its command (with ``${host}``, ``${port}``, ``${secret}``) and ready line."""
 
     cmd: tuple[str, ...]

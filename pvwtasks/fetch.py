@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable
@@ -26,6 +26,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 from .config import Source
 from .errors import DownloadError
+from .frozen import Frozen
 from .fsutil import remove_quietly
 from .layout import STAGED_PREFIX, DownloadRecord, PartRecord
 from .net import (TransferBroken, describe, new_session, quick_head, raise_for_status, redact, redact_text,
@@ -41,8 +42,7 @@ MIB = 1 << 20
 Progress = Callable[[int, "int | None"], None]
 
 
-@dataclass(frozen=True)
-class Options:
+class Options(Frozen):
     """How to talk to the server and the bounds of one transfer (from ``[source]``)."""
 
     timeout: float = 30.0
@@ -82,8 +82,7 @@ def weak_equal(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and a.removeprefix("W/") == b.removeprefix("W/")
 
 
-@dataclass(frozen=True)
-class RemoteInfo:
+class RemoteInfo(Frozen):
     """What the server says about a file, to tell whether it changed."""
 
     url: str
@@ -330,11 +329,9 @@ def quick_remote_info(url: str, options: Options) -> RemoteInfo:
     """
     if is_local(url):
         return remote_info(url, options)
-    import http.client
-
     try:
         answer = quick_head(url, options.timeout, options.ca_file or None)
-    except (OSError, http.client.HTTPException) as err:
+    except OSError as err:
         raise DownloadError(f"cannot reach {redact(url)}: {redact_text(str(err)) or type(err).__name__}") from None
     if answer is not None:
         status, headers = answer

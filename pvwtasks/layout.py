@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
+from .frozen import Frozen
 from .fsutil import read_json, write_json
 
 R = TypeVar("R", bound="Record")
@@ -23,8 +24,7 @@ INCOMING_PREFIX = ".incoming-"
 STAGED_PREFIX = ".incoming-staged-"
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Frozen):
     """The folders and files of one deployment, all under ``root``."""
 
     root: Path
@@ -252,8 +252,12 @@ class Layout:
     def logrotate_state(self) -> Path:
         return self.state / "logrotate.state"
 
+    def rendered_record(self, name: str) -> Path:
+        """What rendered output ``name`` was last made from, when the reporter refreshes it (the landing page)."""
+        return self.state / f"rendered-{name}.json"
 
-class Record:
+
+class Record(Frozen):
     """A frozen dataclass stored as one JSON object.
 
     ``load`` ignores keys it does not know (older or newer pvwtasks) and
@@ -287,7 +291,6 @@ class Record:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
 
-@dataclass(frozen=True)
 class DownloadRecord(Record):
     """A finished download (``download.json``, ``verified.json``, the extras' records)."""
 
@@ -301,7 +304,6 @@ class DownloadRecord(Record):
     md5: str
 
 
-@dataclass(frozen=True)
 class PartRecord(Record):
     """The validators of a partial download (``<file>.part.json``), to resume it safely."""
 
@@ -311,13 +313,13 @@ class PartRecord(Record):
     size: int | None = None
 
 
-@dataclass(frozen=True)
 class Failure(Record):
+    """The failure mark of a release (``failed`` in its record): when, and why."""
+
     at: float
     reason: str
 
 
-@dataclass(frozen=True)
 class ReleaseRecord(Record):
     """An installed release (``versions/<name>.json`` and ``installed.json``)."""
 
@@ -341,7 +343,6 @@ class ReleaseRecord(Record):
         return Failure.from_dict(self.failed)
 
 
-@dataclass(frozen=True)
 class CompareRecord(Record):
     """``compare.json``: whether upstream changed since the last run."""
 
@@ -353,7 +354,6 @@ class CompareRecord(Record):
     since: float | None
 
 
-@dataclass(frozen=True)
 class LauncherRecord(Record):
     """``launcher.json``: the running launcher and what it was started from."""
 
@@ -367,7 +367,6 @@ class LauncherRecord(Record):
     health: dict | None = None
 
 
-@dataclass(frozen=True)
 class LastRun(Record):
     """``last-run.json``: how the last ``doit update`` ended."""
 
@@ -379,7 +378,6 @@ class LastRun(Record):
     host: str = ""
 
 
-@dataclass(frozen=True)
 class HashRecord(Record):
     """``www/hash.json``: the published identity of the live release."""
 
@@ -397,7 +395,13 @@ class HashRecord(Record):
     variant: str = ""  # egl, osmesa or "" (from the file name)
 
 
-@dataclass(frozen=True)
+class RenderedRecord(Record):
+    """``.pvwtasks/rendered-<name>.json``: the digests of a rendered file's inputs and of the text written."""
+
+    inputs: str  # sha256 of pvwtasks' version, the template, the settings and the template values
+    output: str  # sha256 of the file as written
+
+
 class VenvRecord(Record):
     """``venvs/<key>/pvwtasks-venv.json``: a finished companion venv (its ``complete`` marker)."""
 
@@ -414,7 +418,6 @@ class VenvRecord(Record):
     size: int = 0  # bytes on disk
 
 
-@dataclass(frozen=True)
 class ClientRecord(Record):
     """``www/trame/<key>/pvwtasks-client.json``: a finished static trame client."""
 
@@ -425,6 +428,28 @@ class ClientRecord(Record):
     built_at: float
     seconds: float = 0.0
     size: int = 0
+
+
+def finished_builds(folder: Path, record_file: Callable[[str], Path], record_type: type[R],
+                    complete: Callable[[Path, R], bool]) -> dict[str, R]:
+    """The finished builds under ``folder`` (trame venvs, web clients): sub-folder name -> its record.
+
+    A build writes its record last, naming its own folder (``key``); a
+    folder without such a record (being built, cut short, hidden) or one
+    that ``complete`` rejects does not count.
+    """
+    found = {}
+    try:
+        folders = sorted(folder.iterdir())
+    except OSError:
+        return {}
+    for sub in folders:
+        if sub.name.startswith("."):
+            continue
+        record = record_type.load(record_file(sub.name))
+        if record is not None and record.key == sub.name and complete(sub, record):
+            found[sub.name] = record
+    return found
 
 
 def read_pid(path: Path) -> int | None:

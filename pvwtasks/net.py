@@ -217,15 +217,14 @@ def quick_head(url: str, timeout: float, ca_file: str | None = None):
     None means "ask through a session" (:func:`new_session`, which holds
     the rules): the request needs a proxy, credentials or re-quoting (see
     :func:`_needs_session`).  What to make of a status (a redirect, a
-    refused method) is the caller's.  It sends what a session sends
-    (User-Agent, ``Accept-Encoding: identity``) and trusts what a session
-    trusts (see :func:`_tls_context`).  Raises OSError (TLS errors
-    included) or ``http.client.HTTPException`` when there is no answer.
-    This keeps requests out of a no-op ``doit update``, where importing it
-    costs more than the rest of the checks.
+    refused method) is the caller's; status 0 is an answer this function
+    does not parse (see :func:`_plain_head`), for the session to read.  It
+    sends what a session sends (User-Agent, ``Accept-Encoding: identity``)
+    and trusts what a session trusts (see :func:`_tls_context`).  Raises
+    OSError (TLS errors included) when there is no answer.  This keeps
+    requests out of a no-op ``doit update``, where importing it costs more
+    than the rest of the checks.
     """
-    import http.client
-
     parts = urlsplit(url)
     try:
         port = parts.port
@@ -234,14 +233,67 @@ def quick_head(url: str, timeout: float, ca_file: str | None = None):
     if _needs_session(parts):
         return None
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if parts.scheme.lower() == "https":
-        connection = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout,
-                                                 context=_tls_context(ca_file))
-    else:
-        connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+    headers = {**_headers(), "Accept": "*/*"}
+    if parts.scheme.lower() == "http":
+        return _plain_head(parts.hostname, port or 80, path, headers, timeout)
+    import http.client
+
+    connection = http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=_tls_context(ca_file))
     try:
-        connection.request("HEAD", path, headers={**_headers(), "Accept": "*/*"})
+        connection.request("HEAD", path, headers=headers)
         response = connection.getresponse()
         return response.status, response.msg
+    except http.client.HTTPException as err:  # a malformed answer: no answer, as for a closed connection
+        raise OSError(str(err) or type(err).__name__) from err
     finally:
         connection.close()
+
+
+_MAX_HEAD = 1 << 16  # bytes of status line and headers read from a plain HEAD's answer
+
+
+class _Headers(dict):
+    """An answer's headers by lower-cased name (the first of repeated ones); ``get`` ignores case."""
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
+def _plain_head(host: str, port: int, path: str, headers: dict[str, str], timeout: float) -> tuple[int, _Headers]:
+    """A HEAD over plain HTTP/1.1 with the socket module alone: the status and headers of the answer.
+
+    http.client would do the same, but importing it imports ssl (about a
+    quarter of a no-op update's own work) even for an http URL.  A HEAD's
+    answer is a status line and headers; one that is not plainly that
+    (too long, folded or malformed lines) gives status 0, so the caller
+    asks through the session instead.  Raises OSError when the connection
+    fails, times out, or closes before the headers end.
+    """
+    import socket
+
+    authority = f"[{host}]" if ":" in host else host  # as http.client writes Host
+    request = [f"HEAD {path} HTTP/1.1", f"Host: {authority if port == 80 else f'{authority}:{port}'}",
+               *(f"{name}: {value}" for name, value in headers.items()), "Connection: close", "", ""]
+    data = b""
+    # The host as ASCII bytes (the URL is ASCII, see _needs_session): a str would import the idna codec.
+    with socket.create_connection((host.encode("ascii"), port), timeout=timeout) as sock:
+        sock.sendall("\r\n".join(request).encode("ascii"))
+        while (end := data.find(b"\r\n\r\n")) < 0 and len(data) <= _MAX_HEAD:
+            chunk = sock.recv(1 << 14)
+            if not chunk:
+                raise ConnectionError("the server closed the connection without a complete answer")
+            data += chunk
+    if not 0 <= end <= _MAX_HEAD:
+        return 0, _Headers()
+    status_line, *lines = data[:end].decode("iso-8859-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if not (version in ("HTTP/1.0", "HTTP/1.1") and code.isdigit() and rest[3:4] in ("", " ")):
+        return 0, _Headers()
+    found = _Headers()
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            return 0, _Headers()
+        found.setdefault(name.lower(), value.lstrip(" \t"))  # what http.client's header parser keeps
+    return int(code), found

@@ -243,8 +243,10 @@ def listeners(ports: range | list[int]) -> dict[int, int | None]:
 
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
     """True when a TCP connection to ``host:port`` succeeds."""
+    # An ASCII host as bytes: a str goes through the idna codec, whose import the no-op update can skip.
+    address = host.encode("ascii") if host.isascii() else host
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((address, port), timeout=timeout):
             return True
     except OSError:
         return False

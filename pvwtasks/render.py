@@ -9,6 +9,7 @@ here branches on an output's name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,22 +20,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from operator import attrgetter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import apache, apps, cron, families, programs, releases, systemd, trame
+from . import __version__, apache, apps, cron, families, outputs, programs, releases, systemd, trame
 from .config import Settings, current_group, current_user
 from .errors import PvwError, RenderError
+from .frozen import Frozen
 from .fsutil import atomic_write_text, replace_symlink
-from .layout import HashRecord, LastRun, Layout, ReleaseRecord
+from .layout import HashRecord, LastRun, Layout, ReleaseRecord, RenderedRecord
+from .outputs import TEMPLATE_FOLDER, TEMPLATES
 
 log = logging.getLogger(__name__)
 
-TEMPLATE_PACKAGE, TEMPLATE_FOLDER = __package__, "templates"
+TEMPLATE_PACKAGE = __package__
 
 
 # --- values the templates need
@@ -492,31 +493,32 @@ def _check_json(settings: Settings, candidate: Path) -> None:
 
 # --- the registry
 
-@dataclass(frozen=True)
-class Output:
+class Output(Frozen):
     """One rendered file: template, place in the layout, mode, template values, and its check."""
 
     name: str  # the doit task is render_<name>
-    template: str  # file name in pvwtasks/templates
+    template: str  # file name in pvwtasks/templates (outputs.TEMPLATES)
     path: Callable[[Layout], Path]
     values: Callable[..., dict]  # (settings, **caller values) -> template values
     mode: int = 0o644  # logrotate ignores a config writable by group or others
     check: Callable[[Settings, Path], None] | None = None  # (settings, candidate file); raises RenderError
 
 
+def _entry(name: str, path: Callable[[Layout], Path], values: Callable[..., dict], **options) -> Output:
+    return Output(name, TEMPLATES[name], path, values, **options)  # the template: from the shared table
+
+
 OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
-    Output("vhost", "vhost.conf.j2", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
-    Output("front", "front.conf.j2", attrgetter("front_file"), _front_values, check=_check_front),
-    Output("launcher", "launch.json.j2", attrgetter("launch_json"), _launcher_values, check=_check_json),
-    Output("start", "start.sh.j2", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
-    Output("logrotate", "logrotate.conf.j2", attrgetter("logrotate_conf"), _logrotate_values,
-           check=_check_logrotate),
-    Output("cron", "crontab.j2", attrgetter("crontab_file"), _cron_values),
-    Output("index", "index.html.j2", attrgetter("index_page"), _index_values),
-    Output("systemd_launcher", "systemd-launcher.service.j2", systemd_unit_path("launcher"),
-           _systemd_launcher_values),
-    Output("systemd_update", "systemd-update.service.j2", systemd_unit_path("update"), _systemd_update_values),
-    Output("systemd_timer", "systemd-update.timer.j2", systemd_unit_path("timer"), _systemd_timer_values),
+    _entry("vhost", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
+    _entry("front", attrgetter("front_file"), _front_values, check=_check_front),
+    _entry("launcher", attrgetter("launch_json"), _launcher_values, check=_check_json),
+    _entry("start", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
+    _entry("logrotate", attrgetter("logrotate_conf"), _logrotate_values, check=_check_logrotate),
+    _entry("cron", attrgetter("crontab_file"), _cron_values),
+    _entry("index", attrgetter("index_page"), _index_values),
+    _entry("systemd_launcher", systemd_unit_path("launcher"), _systemd_launcher_values),
+    _entry("systemd_update", systemd_unit_path("update"), _systemd_update_values),
+    _entry("systemd_timer", systemd_unit_path("timer"), _systemd_timer_values),
 )}
 
 
@@ -535,7 +537,7 @@ def output_path(layout: Layout, name: str) -> Path:
 
 def template_file(name: str) -> Path:
     """The template file of output ``name`` inside the installed package (a doit file_dep)."""
-    return Path(str(resources.files(TEMPLATE_PACKAGE).joinpath(TEMPLATE_FOLDER, output(name).template)))
+    return outputs.template_file(output(name).name)
 
 
 def _apache_quote(value) -> str:
@@ -581,11 +583,14 @@ def render_text(settings: Settings, name: str, **values) -> str:
     ``values`` go to the output's values function (the crontab takes
     ``dodo``, the absolute path of the dodo.py cron runs).
     """
+    entry = output(name)
+    return _render(settings, entry, entry.values(settings, **values))
+
+
+def _render(settings: Settings, entry: Output, template_values: dict) -> str:
     import jinja2
 
-    entry = output(name)
-    context = {"settings": settings, "layout": settings.layout, "web": settings.web,
-               **entry.values(settings, **values)}
+    context = {"settings": settings, "layout": settings.layout, "web": settings.web, **template_values}
     try:
         return _environment().get_template(entry.template).render(**context)
     except jinja2.TemplateError as err:
@@ -600,7 +605,10 @@ def render_file(settings: Settings, name: str, **values) -> None:
     raises RenderError and leaves the previous one in place.
     """
     entry = output(name)
-    text = render_text(settings, name, **values)
+    _publish(settings, entry, render_text(settings, name, **values))
+
+
+def _publish(settings: Settings, entry: Output, text: str) -> None:
     out = entry.path(settings.layout)
     if entry.check is None:
         atomic_write_text(out, text, entry.mode)
@@ -613,3 +621,34 @@ def render_file(settings: Settings, name: str, **values) -> None:
         finally:
             candidate.unlink(missing_ok=True)
     log.info("rendered %s", out)
+
+
+def refresh_file(settings: Settings, name: str, **values) -> bool:
+    """Render output ``name`` unless the file already holds what it would be rendered to; True when rendered.
+
+    The reporter re-renders the landing page after every update.  Its
+    template values are computed as for :func:`render_file`; when they, the
+    template, the settings and pvwtasks' version give the digest recorded
+    at the last refresh, and the file is still the text written then, the
+    page is already right: no Jinja2 import, no write.
+    """
+    entry = output(name)
+    template_values = entry.values(settings, **values)
+    inputs = hashlib.sha256(json.dumps(
+        [__version__, template_file(name).read_text(encoding="utf-8"), repr(settings), template_values],
+        sort_keys=True, default=str).encode("utf-8")).hexdigest()
+    out, record = entry.path(settings.layout), settings.layout.rendered_record(name)
+    known = RenderedRecord.load(record)
+    if known is not None and known.inputs == inputs and _sha256_of(out) == known.output:
+        return False
+    text = _render(settings, entry, template_values)
+    _publish(settings, entry, text)
+    RenderedRecord(inputs=inputs, output=hashlib.sha256(text.encode("utf-8")).hexdigest()).save(record)
+    return True
+
+
+def _sha256_of(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -150,6 +150,6 @@ def _render_landing_page(settings: Settings) -> None:
     from . import render  # only at the end of an update
 
     try:
-        render.render_file(settings, "index")
+        render.refresh_file(settings, "index")
     except Exception as err:  # noqa: BLE001 - the page must never turn a run's result into another one
         log.warning("landing page not re-rendered: %s", redact_text(str(err)))

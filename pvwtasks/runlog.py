@@ -11,29 +11,28 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .net import redact_text  # noqa: F401 - the one definition; re-exported for the reporter and notify
 
 
-@dataclass
 class RunRecord:
-    """The tasks of one run and how each ended."""
+    """The tasks of one run and how each ended (one per process, filled in place by the reporter)."""
 
-    selected: list[str] = field(default_factory=list)
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # task -> error message
-    started: float = field(default_factory=time.time)
-    _host: str = field(default="", repr=False)
-    meta: dict[str, dict] = field(default_factory=dict)  # task -> its meta from dodo.py (read_only, lock, mail)
+    def __init__(self) -> None:  # a plain class: a dataclass would compile its methods at every start
+        self.selected: list[str] = []
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+        self.failed: dict[str, str] = {}  # task -> error message
+        self.started = time.time()
+        self._host = ""
+        self.meta: dict[str, dict] = {}  # task -> its meta from dodo.py (read_only, lock, mail)
 
     @property
     def host(self) -> str:
-        """This machine's name, looked up when a mail or the record first needs it."""
+        """This machine's name (:func:`fqdn`), looked up when a mail or the record first needs it."""
         if not self._host:
-            self._host = socket.getfqdn()
+            self._host = fqdn()
         return self._host
 
     @property
@@ -52,6 +51,23 @@ class RunRecord:
 
     def is_(self, task: str, flag: str) -> bool:
         return bool(self.meta.get(task, {}).get(flag))
+
+
+def fqdn() -> str:
+    """``socket.getfqdn()``, asked with this host's name as bytes when it is ASCII.
+
+    A str name goes through the idna codec, whose import is about a
+    millisecond of a no-op update (the upstream HEAD avoids it the same
+    way); an ASCII name encodes to the same bytes.
+    """
+    name = socket.gethostname()
+    if not name.isascii():
+        return socket.getfqdn(name)
+    try:
+        hostname, aliases, _addresses = socket.gethostbyaddr(name.encode("ascii"))
+    except OSError:
+        return name
+    return next((alias for alias in (hostname, *aliases) if "." in alias), hostname)
 
 
 class UpdateLog:

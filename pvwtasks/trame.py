@@ -23,7 +23,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import appvenv, families, releases, webclient
+from . import families, releases, webclient  # appvenv: imported where used (not by a no-op without trame apps)
 from .config import Settings, TrameApp
 from .errors import InstallError, VenvError
 from .layout import ReleaseRecord
@@ -56,6 +56,8 @@ def check_family(info: families.ReleaseInfo) -> None:
 
 def venv_spec(settings: Settings, info: families.ReleaseInfo) -> appvenv.VenvSpec:
     """What the release's companion venv holds: the requirements, for the release's Python minor."""
+    from . import appvenv
+
     cfg = settings.apps
     if not info.python_version:
         raise InstallError(f"{info.label}: its Python version is unknown; cannot build the trame apps' venv")
@@ -77,6 +79,8 @@ def ensure_release_venv(settings: Settings, release: ReleaseRecord) -> ReleaseRe
     InstallError (a family without ``--venv``).  Writes only under
     ``autodeploy/venvs`` and the release's own record (``versions/<name>.json``).
     """
+    from . import appvenv
+
     if not configured(settings):
         if release.venv is not None:
             release = release.replace(venv=None)
@@ -105,6 +109,8 @@ def ensure_live_venv(settings: Settings) -> dict:
     rewritten, so launch.json and start.sh follow; a failure leaves both as
     they were.  Raises VenvError or InstallError.
     """
+    from . import appvenv
+
     layout = settings.layout
     live = releases.live_release(layout)
     if live is None:
@@ -126,6 +132,8 @@ def venv_current(settings: Settings) -> bool:
             return live.venv is None
         if live.venv is None:
             return False
+        from . import appvenv
+
         record = appvenv.built_venvs(settings.layout).get(live.venv)
         spec = venv_spec(settings, _info(settings, live))
         return record is not None and appvenv.request_hash(spec) in record.requests
@@ -136,6 +144,8 @@ def venv_current(settings: Settings) -> bool:
 
 def live_venv(settings: Settings, release: ReleaseRecord) -> tuple[Path, object]:
     """(venv folder, VenvRecord) of ``release``; VenvError when it has none built."""
+    from . import appvenv
+
     layout = settings.layout
     record = appvenv.built_venvs(layout).get(release.venv or "")
     if record is None:
@@ -148,6 +158,8 @@ def launcher_python(settings: Settings, release: ReleaseRecord) -> Path | None:
 
     None without trame apps (the family decides then).
     """
+    from . import appvenv
+
     if not configured(settings) or not release.venv:
         return None
     record = appvenv.built_venvs(settings.layout).get(release.venv)
@@ -200,6 +212,8 @@ def build_web_clients(settings: Settings) -> dict:
     pages of apps no longer configured and clients no page uses.  Raises
     WebClientError or VenvError.
     """
+    from . import appvenv
+
     layout = settings.layout
     trame = configured(settings)
     if not trame:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from .errors import DownloadError, HashMismatch
+from .frozen import Frozen
 from .fsutil import remove_quietly
 from .layout import DownloadRecord
 
@@ -17,8 +17,9 @@ log = logging.getLogger(__name__)
 _ALGO_BY_LENGTH = {32: "md5", 64: "sha256"}
 
 
-@dataclass(frozen=True)
-class Expected:
+class Expected(Frozen):
+    """The digest a download must have, and its algorithm."""
+
     algorithm: str  # "sha256" or "md5"
     digest: str
     origin: str  # where the digest came from, for messages

@@ -33,30 +33,32 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from .errors import WebClientError
+from .frozen import Frozen
 from .fsutil import atomic_write_text
 from .fsutil import du
-from .layout import ClientRecord, Layout
+from .layout import ClientRecord, Layout, finished_builds
 
 log = logging.getLogger(__name__)
 
 CLIENT_TYPES = ("vue2", "vue3")
 BUILDING_PREFIX = ".building-"
 TOOL_TIMEOUT = 600
+# Patterns, compiled (and cached) by re on first use: every update imports this module.
 # trame.tools.app finds the name again with data-app-name="\w+"; "index" would be www/index.html.
-APP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_BASE = re.compile(r"<base\s[^>]*>", re.I)
-_HTML = re.compile(r"<html\b[^>]*>", re.I)
-_APP_ATTR = re.compile(r'data-app-name="\w+"')  # trame.tools.app's own pattern
-_SM_ATTR = re.compile(r'\sdata-session-manager-url="[^"]*"', re.I)
+APP_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_BASE = r"(?i)<base\s[^>]*>"
+_HTML = r"(?i)<html\b[^>]*>"
+_APP_ATTR = r'data-app-name="\w+"'  # trame.tools.app's own pattern
+_SM_ATTR = r'(?i)\sdata-session-manager-url="[^"]*"'
 
 
-@dataclass(frozen=True)
-class ClientResult:
+class ClientResult(Frozen):
+    """What :func:`ensure_client` answered: the client's record, its folder, built or reused."""
+
     record: ClientRecord
     path: Path
     action: str  # "reused" | "built"
@@ -76,22 +78,14 @@ def client_key(client_type: str, modules: Sequence[str], packages: Sequence[str]
 
 def check_app_name(app: str) -> None:
     """Raise WebClientError unless ``app`` can name a page and a launcher app."""
-    if not APP_NAME.fullmatch(app) or app == "index":
+    if not re.fullmatch(APP_NAME, app) or app == "index":
         raise WebClientError(f"trame app name {app!r} must be letters, digits and _ (and not 'index')")
 
 
 def built_clients(layout: Layout) -> dict[str, ClientRecord]:
-    """The finished clients: key -> record (a folder without its record does not count)."""
-    found = {}
-    try:
-        folders = sorted(layout.trame_clients.iterdir())
-    except OSError:
-        return {}
-    for folder in folders:
-        record = ClientRecord.load(layout.client_record(folder.name))
-        if record is not None and record.key == folder.name and (folder / "index.html").is_file():
-            found[folder.name] = record
-    return found
+    """The finished clients: key -> record (a folder without its record, or its index.html, does not count)."""
+    return finished_builds(layout.trame_clients, layout.client_record, ClientRecord,
+                           lambda folder, record: (folder / "index.html").is_file())
 
 
 def _run_tool(cmd: list[str], env: Mapping[str, str] | None, what: str) -> str:
@@ -161,13 +155,13 @@ def ensure_client(layout: Layout, python: Sequence[str], client_type: str, modul
 def page_html(template: str, base_href: str, session_manager_url: str) -> str:
     """``template`` (a trame.tools.app page) pointed at ``base_href`` and the session manager."""
     base = f'<base href="{base_href}" />'
-    html, count = _BASE.subn(base, template, count=1)
+    html, count = re.subn(_BASE, base, template, count=1)
     if count == 0:
         html = re.sub(r"<head>", f"<head>{base}", html, count=1, flags=re.I)
-    match = _HTML.search(html)
+    match = re.search(_HTML, html)
     if match is None:
         raise WebClientError("the trame client's index.html has no <html> element")
-    tag = _SM_ATTR.sub("", match.group(0))
+    tag = re.sub(_SM_ATTR, "", match.group(0))
     tag = tag[:-1].rstrip() + f' data-session-manager-url="{session_manager_url}">'
     return html[:match.start()] + tag + html[match.end():]
 
@@ -184,7 +178,7 @@ def write_app_page(layout: Layout, client: ClientResult, app: str, python: Seque
     rel = client.path.relative_to(layout.www).as_posix()
     try:  # already the page trame.tools.app would give: no Python run
         index = (client.path / "index.html").read_text(encoding="utf-8")
-        named = _APP_ATTR.sub(f'data-app-name="{app}"', index)
+        named = re.sub(_APP_ATTR, f'data-app-name="{app}"', index)
         if page.read_text(encoding="utf-8") == page_html(named, f"{rel}/", session_manager_url):
             return False
     except OSError:

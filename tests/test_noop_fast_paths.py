@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,46 @@ def test_error_status_and_no_answer_fail_at_once(hostile):
     hostile.stop()
     with pytest.raises(DownloadError, match="cannot reach"):
         fetch.quick_remote_info(f"http://127.0.0.1:{port}/a.tar.gz", _options())
+
+
+def test_plain_http_head_reads_headers_as_the_session_does(hostile):
+    url = hostile.url("a.tar.gz")
+    etag, modified = hostile.validators("a.tar.gz")
+    hostile.handler = lambda request, conn: conn.raw(
+        f"HTTP/1.0 200\r\ncontent-length: 1000\r\nEtag:{etag}\r\nETag: \"second\"\r\nLast-Modified: {modified}\r\n"
+        "\r\n".encode("latin-1"))
+    quick = fetch.quick_remote_info(url, _options())
+    assert (quick.size, quick.etag, quick.last_modified) == (1000, etag, modified)  # any case, the first of two
+    assert hostile.requests[0].headers["host"] == f"127.0.0.1:{hostile.port}"
+    assert len(hostile.requests) == 1
+
+    # Neither http.client nor ssl is imported for it (importing http.client imports ssl).
+    probe = ("import sys; from pvwtasks import fetch; "
+             "fetch.quick_remote_info(sys.argv[1], fetch.Options(timeout=5, retries=0, backoff=0.01)); "
+             "print(sorted({'http.client', 'ssl', 'requests'} & set(sys.modules)))")
+    fresh = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, timeout=60)
+    assert fresh.stdout.strip() == "[]", fresh.stderr
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n folded: on\r\n\r\n",  # an obsolete folded line
+    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"ICY 200 OK\r\nContent-Length: 1\r\n\r\n",  # not HTTP/1.x
+    b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"y" * 70_000 + b"\r\n\r\n",  # headers longer than read
+])
+def test_an_answer_the_plain_head_cannot_read_goes_to_the_session(hostile, answer):
+    url = hostile.url("a.tar.gz")
+    hostile.handler = lambda request, conn: (
+        conn.raw(answer) if len(hostile.requests) == 1 else hostile.correct(request, conn))
+    assert fetch.quick_remote_info(url, _options()).size == 1000  # the session's answer, not the odd one
+    assert [r.method for r in hostile.requests] == ["HEAD", "HEAD"]
+
+
+def test_plain_http_head_cut_short_is_no_answer(hostile):
+    hostile.handler = lambda request, conn: conn.raw(b"HTTP/1.1 200 OK\r\nContent-Len")
+    with pytest.raises(DownloadError, match="cannot reach"):
+        fetch.quick_remote_info(hostile.url("a.tar.gz"), _options())
+    assert len(hostile.requests) == 1
 
 
 def test_tls_trusts_ca_file_only(tmp_path):
@@ -170,3 +211,12 @@ def test_loading_the_dodo_imports_neither_requests_nor_psutil(tmp_path):
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "pvwtasks.config" in imported
     assert not imported & {"requests", "urllib3", "psutil", "jinja2", "asyncio", "smtplib"}, imported
+
+
+def test_host_name_and_port_probe_without_the_idna_codec(hostile):
+    # The same answers as the stdlib's str-based calls, without importing encodings.idna (a fresh interpreter).
+    probe = ("import socket, sys; from pvwtasks import processes, runlog; "
+             "print(runlog.fqdn(), processes.port_answers('127.0.0.1', int(sys.argv[1])), "
+             "'encodings.idna' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe, str(hostile.port)], capture_output=True, text=True, timeout=60)
+    assert fresh.stdout.split() == [socket.getfqdn(), "True", "False"], fresh.stderr

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from crontab import CronTab
 from conftest import build_release, write_config
 from support.doit import run_doit
 from support.ports import free_port
-from pvwtasks import config, render
+from pvwtasks import config, outputs, render
 from pvwtasks.cron import doit_command
 from pvwtasks.errors import RenderError
 from pvwtasks.layout import LastRun
@@ -202,6 +203,31 @@ def test_index_page_without_a_last_run(deployed):
     assert "No update has finished yet" in html
 
 
+def test_refreshing_the_index_renders_only_what_changed(deployed):
+    layout, page = deployed.layout, render.output_path(deployed.layout, "index")
+    LastRun(started=0, finished=0, result="ok").save(layout.last_run_record)
+    assert render.refresh_file(deployed, "index") is True
+    first = page.read_text()
+    assert '<meta name="pvwtasks-last-result" content="ok">' in first
+    assert render.refresh_file(deployed, "index") is False  # same inputs, same page
+    assert page.read_text() == first
+
+    # Nothing else imports Jinja2 in a fresh interpreter: an unchanged page is left without it.
+    probe = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
+             "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
+    fresh = subprocess.run([sys.executable, "-c", probe, str(deployed.path)], capture_output=True, text=True,
+                           timeout=60)
+    assert fresh.stdout.split() == ["False", "False"], fresh.stderr
+
+    page.write_text("edited by hand")  # the file no longer holds what was written
+    assert render.refresh_file(deployed, "index") is True and page.read_text() == first
+    LastRun(started=0, finished=60, result="failed", failed={"download": "404"}).save(layout.last_run_record)
+    assert render.refresh_file(deployed, "index") is True  # a new result is news to the page
+    assert '<meta name="pvwtasks-last-result" content="failed">' in page.read_text()
+    renamed = _with(deployed, server_name="pvw.example.org")
+    assert render.refresh_file(renamed, "index") is True and "pvw.example.org" in page.read_text()
+
+
 def test_launch_json_is_valid_and_guards_every_property(deployed):
     render.render_file(deployed, "launcher")
     data = json.loads(render.output_path(deployed.layout, "launcher").read_text())
@@ -256,6 +282,16 @@ def test_render_vhost_is_checked_by_apache_and_a_rejected_one_is_not_published(t
     assert "missing.pem" in result.stderr
     assert vhost.read_text() == good
     assert not list(vhost.parent.glob(".pvw-vhost.conf*"))
+
+
+def test_each_render_task_depends_on_its_registry_template(deployed):
+    assert set(render.OUTPUTS) == set(outputs.TEMPLATES)  # one table: dodo.py and the registry
+    for name in render.OUTPUTS:
+        task = f"render_systemd:{name.removeprefix('systemd_')}" if name.startswith("systemd_") else f"render_{name}"
+        info = run_doit(deployed.path, "info", task)  # exits 1 while the task is not up to date
+        assert "file_dep" in info.stdout, info.output
+        file_dep = info.stdout.split("file_dep", 1)[1].split("targets", 1)[0]
+        assert f" - {render.template_file(name)}\n" in file_dep, (task, file_dep)
 
 
 @pytest.mark.parametrize("name", list(render.OUTPUTS))
