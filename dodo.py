@@ -174,7 +174,8 @@ def task_render_launcher():
         "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",
                           "health_app"),
         "trame_apps": SETTINGS.section("apps")["apps"],
-        "session_url": _keys("web", "server_name", "http_port", "https_port", "tls_certificate", "tls_key"),
+        "session_url": _keys("web", "server_name", "http_port", "https_port", "tls_certificate", "tls_key",
+                             "node_name", "public_url"),
     })
 
 
@@ -196,7 +197,7 @@ def task_render_cron():
     """Render conf/crontab: the weekly `doit update`, @reboot and watchdog lines (cron supervision), logrotate."""
     dodo = str(dodo_path())
     return _render_task("cron", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
-        **_keys("cron", "update", "logrotate", "watchdog"), "dodo": dodo, "task": _CRON_TASK,
+        **_keys("cron", "update", "logrotate", "watchdog", "auto_update"), "dodo": dodo, "task": _CRON_TASK,
         "config": str(SETTINGS.path), "supervisor": SETTINGS.deploy.supervisor,
         "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
     })
@@ -387,6 +388,23 @@ def task_install_vhost():
 def task_uninstall_vhost():
     """Remove the vhost's link and file from Apache's sites, then reload Apache gracefully if it runs."""
     return {"actions": [step("pvwtasks.apache:uninstall_vhost", SETTINGS)], "uptodate": [False]}
+
+
+def task_render_front():
+    """Render the fleet front conf/pvw-front.conf from [fleet] hosts (balancer, health checks, /node/<name>/)."""
+    task = _render_task("front", SETTINGS.layout.front_file, extra={
+        "fleet": SETTINGS.section("fleet"),
+        "web": _keys("web", "server_name", "server_admin", "http_port", "proxy_timeout"),
+        "launcher": _keys("launcher", "endpoint"),
+    })
+    task["task_dep"] = []  # the front host runs no update: nothing to lock against
+    return task
+
+
+def task_install_front():
+    """Install the fleet front into Apache's sites (balancer modules, configtest, graceful; put back on failure)."""
+    return {"actions": [step("pvwtasks.apache:install_front", SETTINGS)], "uptodate": [False],
+            "task_dep": ["render_front"]}
 
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,

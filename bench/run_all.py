@@ -14,8 +14,8 @@ import sys
 import common
 
 SCRIPTS = ["bench_noop.py", "bench_fetch.py", "bench_restart.py", "bench_scaling.py", "bench_trame.py",
-           "bench_upgrade.py"]
-ORDER = ["noop", "fetch", "restart", "scaling", "trame", "upgrade"]
+           "bench_upgrade.py", "bench_fleet.py"]
+ORDER = ["noop", "fetch", "restart", "scaling", "trame", "upgrade", "fleet"]
 
 
 def summary(results=common.RESULTS) -> list[str]:

@@ -29,18 +29,23 @@ MODULES_DIR = Path("/usr/lib/apache2/modules")
 MODULES = ["mpm_event", "authz_core", "dir", "mime", "proxy", "proxy_http", "proxy_wstunnel", "rewrite"]
 # What the rendered vhost needs enabled in the system's Apache (``a2enmod``); ssl too with TLS.
 SITE_MODULES = ["proxy", "proxy_http", "proxy_wstunnel", "rewrite", "headers"]
+# What the fleet front needs besides (``doit install_front``): the balancer, its health checks, balancer-manager.
+FRONT_MODULES = ["proxy", "proxy_http", "authz_host", "proxy_balancer", "lbmethod_byrequests", "slotmem_shm",
+                 "proxy_hcheck"]
 DEFAULT_SITE = "000-default"
 _INSTALL_HINT = "install Apache with `apt-get install apache2`, or fix [web] apachectl"
 
 
 def httpd_conf(folder: Path, ports: list[int], include: Path | str, ssl: bool = False,
-               user: str = "", group: str = "") -> Path:
+               user: str = "", group: str = "", extra_modules: list[str] = ()) -> Path:
     """Write ``folder/httpd.conf``: listening on 127.0.0.1:``ports``, Including ``include``.
 
-    ``user``/``group``: the account Apache's children run as (only when started as root).
+    ``user``/``group``: the account Apache's children run as (only when started as root);
+    ``extra_modules``: loaded too (the fleet front's balancer modules).
     """
     folder.mkdir(parents=True, exist_ok=True)
     modules = MODULES + (["ssl", "socache_shmcb"] if ssl else [])
+    modules += [name for name in extra_modules if name not in modules]
     lines = [
         *([f"User {user}"] if user else []),
         *([f"Group {group}"] if group else []),
@@ -74,7 +79,7 @@ def configtest(conf: Path, apache2: str = "apache2") -> subprocess.CompletedProc
     return subprocess.run([apache2, "-f", str(conf), "-t"], capture_output=True, text=True, timeout=60, check=False)
 
 
-def check_vhost(vhost: Path, ports: list[int], ssl: bool) -> bool:
+def check_vhost(vhost: Path, ports: list[int], ssl: bool, extra_modules: list[str] = ()) -> bool:
     """Check ``vhost`` with the real ``apache2 -t``; RenderError quoting Apache when it rejects it.
 
     Returns False (not checked) when Apache is not installed here.
@@ -83,7 +88,7 @@ def check_vhost(vhost: Path, ports: list[int], ssl: bool) -> bool:
     if apache2 is None or not MODULES_DIR.is_dir():
         return False
     with tempfile.TemporaryDirectory(prefix="pvwtasks-apache-") as folder:
-        proc = configtest(httpd_conf(Path(folder), ports, vhost, ssl), apache2)
+        proc = configtest(httpd_conf(Path(folder), ports, vhost, ssl, extra_modules=extra_modules), apache2)
     if proc.returncode != 0:
         complaint = " ".join(line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip())
         raise RenderError(f"apache2 -t rejects the rendered vhost: {complaint[-400:]}")
@@ -97,17 +102,21 @@ def _apachectl(settings: Settings) -> list[str]:
     return words
 
 
-def _site_paths(settings: Settings) -> tuple[Path, Path]:
-    """(the site file in ``[web] sites_dir``, its link in ``[web] enabled_dir``); RenderError when a folder is missing."""
+def _site_paths(settings: Settings, site_name: str = "") -> tuple[Path, Path]:
+    """(the site file in ``[web] sites_dir``, its link in ``[web] enabled_dir``); RenderError when a folder is missing.
+
+    ``site_name``: the site's file name (default ``[web] site_name``, the vhost).
+    """
     web = settings.web
     sites, enabled = Path(web.sites_dir), Path(web.enabled_dir)
     for folder in (sites, enabled):
         if not folder.is_dir():
             raise RenderError(f"{folder}: no such folder; is Apache installed? (see [web] sites_dir, enabled_dir)")
-    link = enabled / web.site_name
+    site_name = site_name or web.site_name
+    link = enabled / site_name
     if link.exists() and not link.is_symlink():
         raise RenderError(f"{link} is a real file, not a link; move it away first")
-    return sites / web.site_name, link
+    return sites / site_name, link
 
 
 def _restore(path: Path, text: bytes | None, link: Path, target: str | None) -> None:
@@ -143,14 +152,14 @@ def _a2(settings: Settings, program: str, names: list[str], what: str) -> None:
         raise RenderError(f"`{program} {' '.join(names)}` failed: {output or 'exit status ' + str(done.returncode)}")
 
 
-def enable_modules(settings: Settings) -> list[str]:
-    """Enable the modules the vhost needs that are not enabled yet (``a2enmod``); the ones it enabled.
+def enable_modules(settings: Settings, wanted: list[str] | None = None) -> list[str]:
+    """Enable the modules the vhost needs (or ``wanted``) that are not enabled yet (``a2enmod``); the ones it enabled.
 
     Does nothing (and says so) when ``[web] enabled_dir`` has no Debian-style
     mods-available/mods-enabled beside it.  Raises RenderError when a2enmod fails.
     """
     confdir = _confdir(settings)
-    wanted = needed_modules(settings)
+    wanted = needed_modules(settings) if wanted is None else wanted
     if confdir is None:
         log.info("no mods-enabled beside %s: Apache modules %s not checked", settings.web.enabled_dir,
                  ", ".join(wanted))
@@ -206,12 +215,23 @@ def _say(what: list[str]) -> str:
 
 
 def install_vhost(settings: Settings) -> dict:
-    """Install the rendered vhost into Apache: modules, copy, enable, configtest, then reload gracefully.
+    """Install the rendered vhost (conf/pvw-vhost.conf) as ``[web] site_name``: see :func:`install_site`."""
+    return install_site(settings, settings.layout.vhost_file, settings.web.site_name, needed_modules(settings))
 
-    Enables the modules the vhost needs (``a2enmod``, see
-    :func:`enable_modules`), disables Debian's default site when
-    ``[web] disable_default_site`` is on, copies conf/pvw-vhost.conf to
-    ``[web] sites_dir/site_name`` and links it from ``[web] enabled_dir``.
+
+def install_front(settings: Settings) -> dict:
+    """Install the rendered fleet front (conf/pvw-front.conf) as ``[fleet] site_name``: see :func:`install_site`."""
+    if not settings.fleet.front:
+        raise RenderError(f"{settings.path}: [fleet] hosts: none listed; this config is not a fleet front")
+    return install_site(settings, settings.layout.front_file, settings.fleet.site_name, FRONT_MODULES)
+
+
+def install_site(settings: Settings, source: Path, site_name: str, modules: list[str]) -> dict:
+    """Install a rendered site into Apache: modules, copy, enable, configtest, then reload gracefully.
+
+    Enables ``modules`` (``a2enmod``, see :func:`enable_modules`), disables
+    Debian's default site when ``[web] disable_default_site`` is on, copies
+    ``source`` to ``[web] sites_dir/<site_name>`` and links it from ``[web] enabled_dir``.
     When ``apachectl configtest`` fails (or apachectl is missing:
     MissingProgram), the previous file and link are put back and RenderError
     carries the configtest output; Apache is not reloaded then.  Does not
@@ -219,13 +239,13 @@ def install_vhost(settings: Settings) -> dict:
     Logs and returns what it did: modules enabled, site installed, default
     site disabled, and whether Apache was reloaded or started.
     """
-    source = settings.layout.vhost_file
     try:
         text = source.read_bytes()
     except OSError:
-        raise RenderError(f"{source} is missing; run `doit render_vhost` first") from None
-    dest, link = _site_paths(settings)
-    done: dict = {"modules_enabled": enable_modules(settings), "default_site_disabled": disable_default_site(settings),
+        raise RenderError(f"{source} is missing; run `doit render_{source.stem.removeprefix('pvw-')}` first") from None
+    dest, link = _site_paths(settings, site_name)
+    done: dict = {"modules_enabled": enable_modules(settings, modules),
+                  "default_site_disabled": disable_default_site(settings),
                   "installed": False, "apache": ""}
     what = [f"enabled Apache modules {', '.join(done['modules_enabled'])}"] if done["modules_enabled"] else []
     if done["default_site_disabled"]:

@@ -212,6 +212,10 @@ class Web(Frozen):
     manage_apache: bool = True  # `update` reinstalls a changed vhost, and health-checks through Apache
     disable_default_site: bool = False  # `install_vhost` runs `a2dissite 000-default`
     pid_file: Path = Path("/var/run/apache2/apache2.pid")  # tells whether Apache runs (started vs reloaded)
+    # Behind a fleet front: this host's name there; its sessionURL becomes <public_url>/node/<node_name>/proxy?...
+    node_name: Annotated[str, _Shape(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a node name of letters, digits, - and _")] = ""
+    public_url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+/?",
+                                      "the front's base URL like 'http://pvw.lab.org'")] = ""
 
     @property
     def tls(self) -> bool:
@@ -337,6 +341,7 @@ class Cron(Frozen):
     update: Schedule = "0 4 * * 1"
     logrotate: Schedule = "55 3 * * 1"
     watchdog: Schedule = "*/5 * * * *"  # how often cron's watchdog starts a dead launcher
+    auto_update: bool = True  # false: no update line / timer (a fleet rolled forward by Ansible); watchdog kept
     crontab: str = "crontab"
 
 
@@ -361,6 +366,26 @@ class Notify(Frozen):
     log_tail_lines: NonNegativeInt = 40
 
 
+class FleetHost(Frozen):
+    """``[fleet.hosts.NAME]``: one host of the fleet, as the front reaches its own Apache."""
+
+    url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+", "the host's Apache like 'http://10.0.0.11:80'", True)] = ""
+
+
+class Fleet(Frozen):
+    """``[fleet]``: on the front host only, the hosts its Apache balances (``doit render_front``)."""
+
+    site_name: str = "pvw-front.conf"  # the front's site in [web] sites_dir
+    health_interval: PositiveInt = 2  # seconds between mod_proxy_hcheck probes of each host
+    health_fails: PositiveInt = 1  # failed probes before a host leaves the balancer
+    health_passes: PositiveInt = 1  # passed probes before it comes back
+    hosts: dict[str, FleetHost] = field(default_factory=dict)  # [fleet.hosts.NAME] tables
+
+    @property
+    def front(self) -> bool:
+        return bool(self.hosts)
+
+
 _SECTIONS: dict[str, type] = {
     "deploy": Deploy,
     "source": Source,
@@ -370,6 +395,7 @@ _SECTIONS: dict[str, type] = {
     "cron": Cron,
     "notify": Notify,
     "apps": Apps,
+    "fleet": Fleet,
 }
 # TOML key -> dataclass field, where a TOML name is a Python keyword.
 _RENAMED = {("notify", "from"): "sender"}
@@ -387,6 +413,7 @@ class Settings(Frozen):
     cron: Cron
     notify: Notify
     apps: Apps = field(default_factory=Apps)
+    fleet: Fleet = field(default_factory=Fleet)
     slot: str = "a"  # the launcher slot these settings describe (see for_slot)
     base: "Settings | None" = field(default=None, repr=False, compare=False)  # slot a's, for a slot-b copy
 
@@ -599,7 +626,9 @@ def _check_together(s: Settings) -> None:
     """Rules that tie several keys together (single keys are checked by their types)."""
     p = s.path
     src = s.source
-    if bool(src.url) == bool(src.listing):
+    if s.fleet.front and not (src.url or src.listing):
+        pass  # a front-only config: it serves no release of its own
+    elif bool(src.url) == bool(src.listing):
         raise ConfigError(f"{p}: [source] url: set either url, or listing with pattern (exactly one)")
     if src.pattern and not src.listing:
         raise ConfigError(f"{p}: [source] pattern: only used together with [source] listing")
@@ -635,6 +664,12 @@ def _check_together(s: Settings) -> None:
     named = {**s.launcher.apps, **s.apps.apps}
     if s.launcher.apps and s.launcher.health_app and s.launcher.health_app not in named:
         raise ConfigError(f"{p}: [launcher] health_app: '{s.launcher.health_app}' is not in [launcher.apps]")
+    if s.web.node_name and not s.web.public_url:
+        raise ConfigError(f"{p}: [web] public_url: needed with node_name (the fleet front's URL users reach)")
+    for name in s.fleet.hosts:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+            raise ConfigError(f"{p}: [fleet.hosts.{name}]: a host's name is letters, digits, - and _ "
+                              "(it is its node_name and its /node/<name>/ path on the front)")
     if bool(s.web.tls_certificate) != bool(s.web.tls_key):
         raise ConfigError(f"{p}: [web] tls_key: set both tls_certificate and tls_key, or neither")
     if s.notify.method != "none" and not s.notify.to:

@@ -231,9 +231,10 @@ def install_systemd(settings: Settings) -> dict:
 
     Copies conf/systemd/* into ``[deploy] systemd_unit_dir``, runs
     ``systemctl daemon-reload``, enables slot a's launcher service (an
-    instance of the template unit), the update and the watchdog timers, starts the timers,
-    and restarts the launcher in slot a through systemd (launchers started
-    by pvwtasks itself are stopped first).  Raises
+    instance of the template unit) and the watchdog timer, and the update timer
+    unless ``[cron] auto_update`` is off (a fleet driven by Ansible: then it is
+    disabled), starts the timers, and restarts the launcher in slot a through
+    systemd (launchers started by pvwtasks itself are stopped first).  Raises
     SystemdError when systemctl fails, PvwError when supervisor is not systemd.
     """
     if not launcher.supervised_by_systemd(settings):
@@ -246,13 +247,20 @@ def install_systemd(settings: Settings) -> dict:
         raise systemd.SystemdError(f"{missing[0]} is missing; run `doit render_systemd` first")
     changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
     systemd.systemctl("daemon-reload")
-    systemd.systemctl("enable", launcher.launcher_unit(settings.for_slot("a")), names["timer"],
-                      names["watchdog_timer"])
-    systemd.systemctl("start", names["timer"], names["watchdog_timer"])
-    log.info("installed %s in %s (%s changed); update and watchdog timers started",
-             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed))
+    slot_a = launcher.launcher_unit(settings.for_slot("a"))
+    if settings.cron.auto_update:
+        systemd.systemctl("enable", slot_a, names["timer"], names["watchdog_timer"])
+        systemd.systemctl("start", names["timer"], names["watchdog_timer"])
+        timers = "update and watchdog timers started"
+    else:  # a fleet rolled forward by Ansible: the launcher stays supervised, no update of its own
+        systemd.systemctl("enable", slot_a, names["watchdog_timer"])
+        systemd.systemctl("start", names["watchdog_timer"])
+        systemd.systemctl("disable", "--now", names["timer"])
+        timers = "watchdog timer started; update timer off ([cron] auto_update = false)"
+    log.info("installed %s in %s (%s changed); %s",
+             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed), timers)
     result = restart(settings)  # slot a, under systemd from now on
-    log.info("the launcher runs under systemd as %s", launcher.launcher_unit(settings.for_slot("a")))
+    log.info("the launcher runs under systemd as %s", slot_a)
     return {"changed": changed, **result}
 
 

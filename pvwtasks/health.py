@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import psutil
 import requests
@@ -75,6 +75,24 @@ def front_url(settings: Settings) -> str:
     scheme, port, default = ("https", web.https_port, 443) if web.tls else ("http", web.http_port, 80)
     host = url_host(web.server_name) + ("" if port == default else f":{port}")
     return f"{scheme}://{host}/{settings.launcher.endpoint.strip('/')}/"
+
+
+def own_session_url(settings: Settings, session_url: str) -> str:
+    """``session_url`` as this host's own Apache serves it.
+
+    A fleet host's sessionURL goes through the fleet front
+    (``…/node/<node_name>/proxy?…``); its health check must not depend on the
+    front (which has taken the host out while it updates), so it goes to the
+    host's own Apache, which the front's ``/node/<name>/`` forwards to.
+    """
+    node = settings.web.node_name
+    parts = urlsplit(session_url)
+    prefix = f"/node/{node}/"
+    if not node or not parts.path.startswith(prefix):
+        return session_url
+    own = urlsplit(front_url(settings))
+    scheme = "wss" if own.scheme == "https" else "ws"
+    return urlunsplit((scheme, own.netloc, "/" + parts.path[len(prefix):], parts.query, ""))
 
 
 def open_websocket_url(url: str, where: str, timeout: float = WEBSOCKET_TIMEOUT) -> None:
@@ -179,7 +197,8 @@ def check(settings: Settings, front: bool | None = None) -> dict:
     apps = _session_processes(launcher, before, port)
     try:
         if front:  # Apache's /proxy rewrite, through proxy.txt, to the session's port
-            open_websocket_url(body["sessionURL"], f"websocket through the front {body['sessionURL']}")
+            ws_url = own_session_url(settings, body["sessionURL"])
+            open_websocket_url(ws_url, f"websocket through the front {ws_url}")
         else:
             query = parse_qs(urlsplit(body["sessionURL"]).query)
             open_websocket(host, port, query.get("path", ["ws"])[0])

@@ -175,6 +175,11 @@ class Layout(Frozen):
         return folder / (f"{stem}{suffix}" if self.slot == "a" else f"{stem}-{self.slot}{suffix}")
 
     @property
+    def front_file(self) -> Path:
+        """The fleet front's Apache site (``doit render_front``, on the front host only)."""
+        return self.conf / "pvw-front.conf"
+
+    @property
     def launch_json(self) -> Path:
         """This slot's launcher config: ``conf/launch.json`` (slot a, what render_launcher writes), ``launch-b.json``."""
         return self._slotted(self.conf, "launch", ".json")

@@ -12,6 +12,7 @@ TEMPLATE_FOLDER = "templates"  # package data: pvwtasks/templates
 # Rendered output name (the doit task is render_<name>) -> its template in TEMPLATE_FOLDER.
 TEMPLATES = {
     "vhost": "vhost.conf.j2",
+    "front": "front.conf.j2",
     "launcher": "launch.json.j2",
     "start": "start.sh.j2",
     "logrotate": "logrotate.conf.j2",

@@ -14,7 +14,7 @@ import shlex
 
 from . import programs
 from .config import Settings
-from .errors import MissingProgram
+from .errors import ConfigError, MissingProgram
 
 
 def required_programs(settings: Settings) -> dict[str, str]:
@@ -45,7 +45,10 @@ def missing_programs(settings: Settings) -> dict[str, str]:
 
 
 def check(settings: Settings) -> None:
-    """Raise MissingProgram naming every missing program; touches nothing."""
+    """Raise MissingProgram naming every missing program (ConfigError on a fleet front's config); touches nothing."""
+    if settings.fleet.front and not (settings.source.url or settings.source.listing):
+        raise ConfigError(f"{settings.path}: a fleet front ([fleet] hosts, no [source]) serves no release: "
+                          "run `doit install_front` and `doit status` here, and `update` on the hosts")
     missing = missing_programs(settings)
     if missing:
         what = "; ".join(f"{name} not found ({why})" for name, why in missing.items())

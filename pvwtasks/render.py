@@ -23,6 +23,7 @@ from collections.abc import Callable
 from functools import cache
 from operator import attrgetter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import __version__, apache, apps, cron, families, outputs, programs, proxyfile, releases, systemd, trame
 from .config import Settings, current_group, current_user
@@ -49,11 +50,27 @@ def session_url(settings: Settings) -> str:
     clients of 5.6 - 5.12 keep the configured name (and today's tests).
     """
     web = settings.web
+    if web.node_name:
+        return fleet_session_url(web.public_url, web.node_name, trame.configured(settings))
     scheme, port, default = ("wss", web.https_port, 443) if web.tls else ("ws", web.http_port, 80)
     host = web.server_name if port == default else f"{web.server_name}:{port}"
     if trame.configured(settings):
         host = "USE_HOST"
     return f"{scheme}://{host}/proxy?sessionId=${{id}}&path=ws"
+
+
+def fleet_session_url(public_url: str, node_name: str, use_host: bool = False) -> str:
+    """A fleet host's sessionURL: through the front ``public_url`` to ``/node/<node_name>/proxy``.
+
+    The front proxies ``/node/<name>/`` to that host's own Apache, whose
+    ``/proxy`` rewrite finds the session's port in its proxy.txt: no state is
+    shared between hosts.  ``use_host``: trame apps, whose client puts the
+    page's own host (the front's) in place of ``USE_HOST``.
+    """
+    front = urlsplit(public_url)
+    scheme = "wss" if front.scheme == "https" else "ws"
+    host = "USE_HOST" if use_host else front.netloc
+    return f"{scheme}://{host}/node/{node_name}/proxy?sessionId=${{id}}&path=ws"
 
 
 def launcher_url(settings: Settings) -> str:
@@ -241,6 +258,33 @@ def _vhost_values(settings: Settings) -> dict:
         "error_log": layout.apache_error_log,
         "access_log": layout.apache_access_log,
         "https_base": f"https://{web.server_name}{https_port}",
+    }
+
+
+def health_uri(settings: Settings) -> str:
+    """What the fleet front's health check GETs on each host's Apache: a launcher URL that is no session.
+
+    The launcher answers it (404) while it runs; a stopped launcher makes the
+    host's Apache answer 503, and a stopped Apache refuses the connection.
+    """
+    return "/" + settings.launcher.endpoint.strip("/") + "/pvwtasks-health"
+
+
+def _front_values(settings: Settings) -> dict:
+    layout, web, fleet = settings.layout, settings.web, settings.fleet
+    if not fleet.front:
+        raise RenderError(f"{settings.path}: [fleet] hosts: none listed; only a fleet front renders pvw-front.conf")
+    _token("[web] server_name", web.server_name)
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    return {
+        "hosts": {name: host.url.rstrip("/") for name, host in sorted(fleet.hosts.items())},
+        "fleet": fleet,
+        "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
+        "health_uri": health_uri(settings),
+        "modules": apache.FRONT_MODULES,
+        "health_expr": "{%{REQUEST_STATUS} < 500}",
+        "error_log": layout.apache_error_log,
+        "access_log": layout.apache_access_log,
     }
 
 
@@ -457,6 +501,12 @@ def _check_vhost(settings: Settings, candidate: Path) -> None:
         log.info("apache2 is not installed; %s not checked", settings.layout.vhost_file.name)
 
 
+def _check_front(settings: Settings, candidate: Path) -> None:
+    """``apache2 -t`` on the front with the balancer modules loaded (skipped without Apache)."""
+    if not apache.check_vhost(candidate, [settings.web.http_port], False, apache.FRONT_MODULES):
+        log.info("apache2 is not installed; %s not checked", settings.layout.front_file.name)
+
+
 def _check_logrotate(settings: Settings, candidate: Path) -> None:
     """``logrotate -d`` (skipped without logrotate)."""
     binary = programs.find("logrotate")
@@ -507,6 +557,7 @@ def _entry(name: str, path: Callable[[Layout], Path], values: Callable[..., dict
 
 OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
     _entry("vhost", attrgetter("vhost_file"), _vhost_values, check=_check_vhost),
+    _entry("front", attrgetter("front_file"), _front_values, check=_check_front),
     _entry("launcher", attrgetter("launch_json"), _launcher_values, check=_check_json),
     _entry("start", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
     _entry("logrotate", attrgetter("logrotate_conf"), _logrotate_values, check=_check_logrotate),

@@ -199,12 +199,16 @@ def _serves_other_release(data: dict) -> str | None:
 
 
 def show(settings: Settings, as_json: bool = False, config_error: str = "") -> dict:
-    """Print the status (text or JSON).
+    """Print the status (text or JSON); on a fleet front, each host's (:func:`pvwtasks.fleet.show`).
 
     Raises DeploymentUnhealthy when the config cannot be loaded (``config_error``;
     the status then shows what the config still says), the launcher is down or
     serves another release, or the last update failed.
     """
+    if settings.fleet.front and not config_error:
+        from . import fleet
+
+        return fleet.show(settings, as_json)
     data = collect(settings)
     if config_error:
         data["config_error"] = config_error

@@ -36,18 +36,25 @@ esac
 class ManagedApache:
     """A private Apache daemon under ``folder``, with Debian-like sites-available/sites-enabled."""
 
-    def __init__(self, folder: Path, ports: list[int], user: str = "", group: str = "") -> None:
+    def __init__(self, folder: Path, ports: list[int], user: str = "", group: str = "",
+                 extra_modules: list[str] = ()) -> None:
         self.folder, self.ports = folder, ports
         self.sites, self.enabled = folder / "sites-available", folder / "sites-enabled"
         self.sites.mkdir(parents=True, exist_ok=True)
         self.enabled.mkdir(parents=True, exist_ok=True)
-        self.conf = httpd_conf(folder / "httpd", ports, str(self.enabled / "*.conf"), user=user, group=group)
+        self.conf = httpd_conf(folder / "httpd", ports, str(self.enabled / "*.conf"), user=user, group=group,
+                               extra_modules=extra_modules)
         self.pid_file = folder / "httpd" / "httpd.pid"
         self.error_log = folder / "httpd" / "error.log"
         self.calls = folder / "apachectl.calls"
         self.ctl = folder / "apachectl"
         self.ctl.write_text(APACHECTL.format(calls=self.calls, conf=self.conf))
         self.ctl.chmod(0o755)
+
+    def web_keys(self) -> dict:
+        """The ``[web]`` keys that make pvwtasks manage this Apache, as a dict (an Ansible inventory's)."""
+        return {"manage_apache": True, "sites_dir": str(self.sites), "enabled_dir": str(self.enabled),
+                "apachectl": str(self.ctl), "pid_file": str(self.pid_file)}
 
     def web_toml(self) -> str:
         """The ``[web]`` keys that make pvwtasks manage this Apache."""

@@ -17,7 +17,7 @@ def test_doit_list_reads_like_a_table_of_contents(deployment):
                 "apache_site", "web_access", "compare_hash", "drain", "launcher", "prune_logs", "notify", "update"]
     assert names[:len(pipeline)] == pipeline
     for task in ("status", "restart_launcher", "start_launcher", "stop_launcher", "notify_test",
-                 "install_cron", "uninstall_cron", "install_vhost", "uninstall_vhost"):
+                 "install_cron", "uninstall_cron", "install_vhost", "uninstall_vhost", "render_front", "install_front"):
         assert task in names
     assert all(len(line.split(None, 1)) == 2 and len(line.split(None, 1)[1]) > 20 for line in lines), lines
 

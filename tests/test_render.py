@@ -299,6 +299,7 @@ def test_each_render_task_depends_on_its_registry_template(deployed):
 @pytest.mark.parametrize("name", list(render.OUTPUTS))
 def test_each_output_is_published_with_its_mode_and_passes_its_check(deployed, name):
     entry = render.OUTPUTS[name]
+    deployed = _as_front(deployed) if name == "front" else deployed  # only a fleet front renders it
     assert render.template_file(name).is_file()
     render.render_file(deployed, name)
     out = entry.path(deployed.layout)
@@ -309,7 +310,17 @@ def test_each_output_is_published_with_its_mode_and_passes_its_check(deployed, n
         entry.check(deployed, out)  # raises RenderError when the program that reads it rejects it
 
 
-_BROKEN = {"vhost": "<VirtualHost *:80>\n", "launcher": '{"apps": [1, 2', "start": "if then fi\n",
+def _as_front(settings):
+    """``settings`` with two ``[fleet] hosts``: a fleet front's config."""
+    import dataclasses
+
+    from pvwtasks.config import FleetHost
+
+    hosts = {"a": FleetHost(url="http://127.0.0.1:8001"), "b": FleetHost(url="http://127.0.0.1:8002")}
+    return dataclasses.replace(settings, fleet=dataclasses.replace(settings.fleet, hosts=hosts))
+
+
+_BROKEN = {"vhost": "<VirtualHost *:80>\n", "front": "<Proxy balancer://x>\n", "launcher": '{"apps": [1, 2', "start": "if then fi\n",
            "logrotate": "/tmp/x.log {\n    rotate\n"}
 
 
