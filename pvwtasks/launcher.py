@@ -176,6 +176,11 @@ def stop(settings: Settings) -> dict:
     ended, killed = processes.stop_all(settings, every_slot=True)
     for slot in SLOTS:
         _forget(settings.for_slot(slot))
+    return _stopped(ended, killed, started)
+
+
+def _stopped(ended: int, killed: int, started: float) -> dict:
+    """Log how a stop went (``started``: its time.monotonic()) and return the counts."""
     if ended:
         log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
                  ended, killed, time.monotonic() - started)
@@ -204,12 +209,7 @@ def stop_slot(settings: Settings) -> dict:
     _stop_unit(settings)
     ended, killed = processes.stop_all(settings)
     _forget(settings)
-    if ended:
-        log.info("launcher stopped: %d process(es) ended (%d with SIGKILL) in %.2f s",
-                 ended, killed, time.monotonic() - started)
-    else:
-        log.info("launcher was not running; nothing to stop")
-    return {"ended": ended, "killed": killed}
+    return _stopped(ended, killed, started)
 
 
 ROOT_REFUSED = ("refusing to run the launcher as root: set [launcher] user to a service account "

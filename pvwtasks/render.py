@@ -420,13 +420,17 @@ def _systemd_update_values(settings: Settings, dodo: str | Path | None = None, t
 
 
 def _systemd_timer_values(settings: Settings) -> dict:
+    return _timer_values(settings, "update", settings.cron.update)
+
+
+def _timer_values(settings: Settings, kind: str, schedule: str) -> dict:
+    """A timer unit's values: its cron ``schedule`` (``[cron] <kind>``) as OnCalendar, and the unit it starts."""
     common = _systemd_common(settings)
     try:
-        calendar = systemd.on_calendar(settings.cron.update)
+        calendar = systemd.on_calendar(schedule)
     except PvwError as err:
-        raise RenderError(f"{settings.path}: [cron] update: {err}") from None
-    return {**common, "schedule": settings.cron.update, "on_calendar": calendar,
-            "update_unit": common["units"]["update"]}
+        raise RenderError(f"{settings.path}: [cron] {kind}: {err}") from None
+    return {**common, "schedule": schedule, "on_calendar": calendar, f"{kind}_unit": common["units"][kind]}
 
 
 def _systemd_watchdog_values(settings: Settings) -> dict:
@@ -437,13 +441,7 @@ def _systemd_watchdog_values(settings: Settings) -> dict:
 
 
 def _systemd_watchdog_timer_values(settings: Settings) -> dict:
-    common = _systemd_common(settings)
-    try:
-        calendar = systemd.on_calendar(settings.cron.watchdog)
-    except PvwError as err:
-        raise RenderError(f"{settings.path}: [cron] watchdog: {err}") from None
-    return {**common, "schedule": settings.cron.watchdog, "on_calendar": calendar,
-            "watchdog_unit": common["units"]["watchdog"]}
+    return _timer_values(settings, "watchdog", settings.cron.watchdog)
 
 
 def systemd_unit_path(kind: str) -> Callable[[Layout], Path]:
