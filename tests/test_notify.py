@@ -310,6 +310,14 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
     assert not (tmp_path / "root").exists()
 
 
+def _config_it_cannot_load(tmp_path, smtp_port: int):
+    """A config that mails through ``smtp_port`` and has one unknown key ([deploy] kepe)."""
+    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
+                          extra=notify_toml(smtp_port))
+    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+    return config
+
+
 @pytest.mark.parametrize("args, mailed", [
     (("update",), True),
     ((), True),  # update is the default task
@@ -319,9 +327,7 @@ def test_login_without_a_password_source_is_a_config_error(tmp_path):
 ])
 def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed):
     mail = smtp()
-    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
-                          extra=notify_toml(mail.port))
-    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+    config = _config_it_cannot_load(tmp_path, mail.port)
 
     run = run_doit(config, *args)
 
@@ -335,9 +341,7 @@ def test_only_update_mails_a_config_it_cannot_load(tmp_path, smtp, args, mailed)
 def test_status_and_stop_launcher_run_on_a_bad_config_without_mailing(tmp_path, smtp, args, code):
     """They still run with what the config says (issue 13), warn with the error, and mail nothing."""
     mail = smtp()
-    config = write_config(tmp_path / "pvw.toml", "http://127.0.0.1:9/x.tar.gz", tmp_path / "root",
-                          extra=notify_toml(mail.port))
-    config.write_text(config.read_text().replace("keep = 2", "kepe = 2"))
+    config = _config_it_cannot_load(tmp_path, mail.port)
 
     run = run_doit(config, *args)
 

@@ -100,6 +100,17 @@ def _ws_url(site: Site, session: dict) -> str:
     return f"ws://127.0.0.1:{site.settings.web.http_port}/proxy?sessionId={session['id']}&path=ws"
 
 
+def _new_session_version(site: Site) -> str:
+    """POST a session through the front, reach it over its websocket, end it: the release that served it."""
+    fresh = site.post()
+    probe = Talker(_ws_url(site, fresh), fresh["secret"])
+    probe.start()
+    assert probe.ready.wait(30), probe.error
+    probe.stop_event.set()
+    probe.join(10)
+    return probe.version
+
+
 def _close_sessions(site: Site, slot_settings) -> None:
     """DELETE (through Apache) every live session of a slot and wait until their apps are gone."""
     deadline = time.monotonic() + 30
@@ -173,12 +184,7 @@ def test_upgrade_keeps_open_sessions_and_refuses_no_new_one(tmp_path, http_serve
         state = slots.state(settings)
         assert state.active == "b" and state.draining == "a"
         assert settings.layout.active_map.read_text() == f"launcher 127.0.0.1:{settings.for_slot('b').launcher.port}\n"
-        fresh = site.post()
-        probe = Talker(_ws_url(site, fresh), fresh["secret"])
-        probe.start()
-        assert probe.ready.wait(30) and probe.version == "5.13.1", probe.error
-        probe.stop_event.set()
-        probe.join(10)
+        assert _new_session_version(site) == "5.13.1"
         status = run_doit(site.cfg, "status", "--json", env=ENV)
         data = json.loads(status.stdout[status.stdout.index("{"):])
         assert data["slots"]["a"]["role"] == "draining" and data["slots"]["a"]["sessions"] == 3
@@ -248,12 +254,7 @@ def test_a_front_that_cannot_reach_the_new_slot_switches_back(tmp_path, http_ser
         assert (state.active, state.draining, state.starting) == ("a", None, None)
         assert settings.layout.active_map.read_text() == slots.active_map_text(settings, "a")
         assert proxyfile.sessions(settings.for_slot("b")) == []
-        fresh = site.post()
-        probe = Talker(_ws_url(site, fresh), fresh["secret"])
-        probe.start()
-        assert probe.ready.wait(30) and probe.version == "5.13.0", probe.error
-        probe.stop_event.set()
-        probe.join(10)
+        assert _new_session_version(site) == "5.13.0"
         _no_orphans(settings)
 
 
