@@ -14,7 +14,7 @@ import sys
 
 from pvwtasks.doit_adapter import (RUN, changed, check, config_error, doit_config, dodo_path, load_settings,
                                    progress_bar, step, survives_bad_config, task_params)
-from pvwtasks.outputs import template_file
+from pvwtasks.outputs import config_read, template_file
 
 # Only reads the config; a bad one stops each command with its one line, but for the
 # tasks marked @survives_bad_config (stop_launcher, status).
@@ -100,6 +100,10 @@ def task_web_client():
 def task_extras():
     """Download and extract the optional docs and data archives into autodeploy/."""
     yield {"name": None, "doc": "Download and extract the optional docs and data archives into autodeploy/."}
+    yield from _extra_tasks()
+
+
+def _extra_tasks():
     for kind, url in (("docs", SETTINGS.source.docs_url), ("data", SETTINGS.source.data_url)):
         if not url:
             continue
@@ -139,30 +143,21 @@ def task_proxy_file():
     }
 
 
-def _render_task(name, output, sections=(), extra=None, file_dep=(), uptodate=(), **values):
+def _render_task(name, output, file_dep=(), uptodate=(), extra=None, **values):
+    """Render output ``name``; it reruns when a config key it reads (outputs.READS) or ``extra`` changes."""
     return {
         "actions": [step("pvwtasks.render:render_file", SETTINGS, name, **values)],
         "file_dep": [template_file(name), *file_dep],
         "targets": [output],
-        "uptodate": [changed(SETTINGS, *sections, extra=extra), *uptodate],
+        "uptodate": [changed(SETTINGS, extra={**config_read(SETTINGS, name), **(extra or {})}), *uptodate],
         "task_dep": _LOCKED,
         "meta": {"mail": "rendered", "label": name},
     }
 
 
-def _keys(section, *names):
-    """Only the named keys of one config section, so a task reruns only when those change."""
-    data = SETTINGS.section(section)
-    return {name: data[name] for name in names}
-
-
 def task_render_vhost():
     """Render the Apache virtual host to conf/pvw-vhost.conf (launcher proxy, websocket map, TLS)."""
-    task = _render_task("vhost", SETTINGS.layout.vhost_file, extra={
-        "web": _keys("web", "server_name", "server_admin", "http_port", "https_port", "tls_certificate",
-                     "tls_key", "proxy_timeout"),
-        "launcher": _keys("launcher", "host", "port", "endpoint"),
-    })
+    task = _render_task("vhost", SETTINGS.layout.vhost_file)
     task["task_dep"] = _LOCKED + ["proxy_file"]  # apache2 -t needs the RewriteMap file to exist
     return task
 
@@ -170,37 +165,30 @@ def task_render_vhost():
 def task_render_launcher():
     """Render the wslink launcher config conf/launch.json from the installed release."""
     layout = SETTINGS.layout
-    return _render_task("launcher", layout.launch_json, file_dep=[layout.installed_record], extra={
-        "launcher": _keys("launcher", "host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",
-                          "health_app"),
-        "trame_apps": SETTINGS.section("apps")["apps"],
-        "session_url": _keys("web", "server_name", "http_port", "https_port", "tls_certificate", "tls_key",
-                             "node_name", "public_url"),
-    })
+    return _render_task("launcher", layout.launch_json, file_dep=[layout.installed_record])
 
 
 def task_render_start():
     """Render bin/start.sh, which runs the launcher with the installed pvpython."""
     layout = SETTINGS.layout
-    return _render_task("start", layout.start_script, file_dep=[layout.installed_record],
-                        extra={**_keys("launcher", "display", "endpoint", "backend"),
-                               "trame": sorted(SETTINGS.apps.apps)})
+    return _render_task("start", layout.start_script, file_dep=[layout.installed_record])
 
 
 def task_render_logrotate():
     """Render conf/logrotate.conf for the update log and the launcher's logs."""
-    return _render_task("logrotate", SETTINGS.layout.logrotate_conf, ("logrotate",),
-                        extra={"web": _keys("web", "manage_apache", "apachectl")})
+    return _render_task("logrotate", SETTINGS.layout.logrotate_conf)
+
+
+def _run_by_scheduler():
+    """What the crontab and the systemd units run: this dodo, its cron task, the config, and this venv's python."""
+    return {"dodo": str(dodo_path()), "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable}
 
 
 def task_render_cron():
     """Render conf/crontab: the weekly `doit update`, @reboot and watchdog lines (cron supervision), logrotate."""
-    dodo = str(dodo_path())
-    return _render_task("cron", SETTINGS.layout.crontab_file, dodo=dodo, task=_CRON_TASK, extra={
-        **_keys("cron", "update", "logrotate", "watchdog", "auto_update"), "dodo": dodo, "task": _CRON_TASK,
-        "config": str(SETTINGS.path), "supervisor": SETTINGS.deploy.supervisor,
-        "python": sys.executable,  # the doit command and the PATH of the cron lines come from this venv
-    })
+    scheduled = _run_by_scheduler()
+    return _render_task("cron", SETTINGS.layout.crontab_file, dodo=scheduled["dodo"], task=_CRON_TASK,
+                        extra=scheduled)
 
 
 def task_render_index():
@@ -208,10 +196,7 @@ def task_render_index():
     layout = SETTINGS.layout
     return _render_task("index", layout.index_page, file_dep=[layout.hash_file],
                         uptodate=[check("pvwtasks.render:index_current", SETTINGS,
-                                        why="index.html shows the last update's result and the installed docs")],
-                        extra={**_keys("web", "server_name"), "apps": sorted(SETTINGS.launcher.apps),
-                               "trame_apps": sorted(SETTINGS.apps.apps),
-                               "endpoint": SETTINGS.launcher.endpoint})
+                                        why="index.html shows the last update's result and the installed docs")])
 
 
 def task_apache_site():
@@ -346,22 +331,20 @@ def task_uninstall_cron():
 
 def task_render_systemd():
     """Render the systemd units into conf/systemd/: launcher slots' template, update and watchdog with timers."""
+    yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
+    yield from _systemd_unit_tasks()
+
+
+def _systemd_unit_tasks():
     from pvwtasks.systemd import instance_name, unit_names  # small: no render stack on `doit list`
 
-    dodo = str(dodo_path())
-    units = unit_names(instance_name(SETTINGS.layout.root))
-    yield {"name": None, "doc": "Render the systemd units into conf/systemd/."}
-    slices = {
-        "launcher": _keys("launcher", "user", "allow_root", "proxy_group", "stop_grace"),
-        "update": {"dodo": dodo, "task": _CRON_TASK, "config": str(SETTINGS.path), "python": sys.executable},
-        "timer": _keys("cron", "update"),
-        "watchdog": {"config": str(SETTINGS.path), "python": sys.executable},
-        "watchdog_timer": _keys("cron", "watchdog"),
-    }
+    root = SETTINGS.layout.root
+    units = unit_names(instance_name(root))
+    scheduled = _run_by_scheduler()
     for kind in ("launcher", "update", "timer", "watchdog", "watchdog_timer"):
-        values = {"dodo": dodo, "task": _CRON_TASK} if kind == "update" else {}
+        values = {"dodo": scheduled["dodo"], "task": _CRON_TASK} if kind == "update" else {}
         task = _render_task(f"systemd_{kind}", SETTINGS.layout.systemd_units / units[kind],
-                            extra={**slices[kind], "root": str(SETTINGS.layout.root)}, **values)
+                            extra={**scheduled, "root": str(root)}, **values)
         task["task_dep"] = []  # writes only under conf/systemd; no lock needed
         yield {"name": kind, "doc": f"Render the {kind} unit into conf/systemd/.", **task}
 
@@ -392,11 +375,7 @@ def task_uninstall_vhost():
 
 def task_render_front():
     """Render the fleet front conf/pvw-front.conf from [fleet] hosts (balancer, health checks, /node/<name>/)."""
-    task = _render_task("front", SETTINGS.layout.front_file, extra={
-        "fleet": SETTINGS.section("fleet"),
-        "web": _keys("web", "server_name", "server_admin", "http_port", "proxy_timeout"),
-        "launcher": _keys("launcher", "endpoint"),
-    })
+    task = _render_task("front", SETTINGS.layout.front_file)
     task["task_dep"] = []  # the front host runs no update: nothing to lock against
     return task
 
