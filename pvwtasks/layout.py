@@ -437,10 +437,11 @@ class HashRecord(Record):
 
 
 class RenderedRecord(Record):
-    """``.pvwtasks/rendered-<name>.json``: the digests of a rendered file's inputs and of the text written."""
+    """``.pvwtasks/rendered-<name>.json``: a refreshed file's inputs, its text with markers, the text written."""
 
-    inputs: str  # sha256 of pvwtasks' version, the template, the settings and the template values
+    inputs: str  # sha256 of pvwtasks' version, the template, the settings and the template values (markers in)
     output: str  # sha256 of the file as written
+    skeleton: str | None = None  # the text rendered with markers in place of the per-run values
 
 
 class VenvRecord(Record):

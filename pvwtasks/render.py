@@ -489,6 +489,34 @@ def _index_values(settings: Settings) -> dict:
     }
 
 
+def _marker(name: str) -> str:
+    """A stand-in for a per-run value: private-use characters, which neither HTML nor Jinja's escaping touch."""
+    return f"\ue000{name}\ue001"
+
+
+def _index_run_markers(values: dict) -> tuple[dict, dict]:
+    """The landing page's values with markers for the last run's line, and the HTML each marker stands for.
+
+    Whether there is a last run, and whether it failed tasks, stay in the
+    values: they choose the template's branches.
+    """
+    run = values["last_run"]
+    if run is None:
+        return values, {}
+    fills = {_marker(key): _html_escape(run[key]) for key in ("result", "finished", "host")}
+    fills[_marker("failed")] = ", ".join(_html_escape(name) for name in run["failed"])
+    marked = {**values, "last_result": _marker("result"),
+              "last_run": {**{key: _marker(key) for key in ("result", "finished", "host")},
+                           "failed": [_marker("failed")] if run["failed"] else []}}
+    return marked, fills
+
+
+def _html_escape(value) -> str:
+    """What Jinja's autoescape writes for ``value`` (markupsafe.escape), without importing it."""
+    return (str(value).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+            .replace("'", "&#39;").replace('"', "&#34;"))
+
+
 # --- checks: each raises RenderError when the program that reads the file rejects it
 
 def _check_vhost(settings: Settings, candidate: Path) -> None:
@@ -547,6 +575,9 @@ class Output(Frozen):
     values: Callable[..., dict]  # (settings, **caller values) -> template values
     mode: int = 0o644  # logrotate ignores a config writable by group or others
     check: Callable[[Settings, Path], None] | None = None  # (settings, candidate file); raises RenderError
+    # (template values) -> (the values with markers for what changes at every run, the markers' text);
+    # see refresh_file.  None: the whole file is rendered at each change.
+    per_run: Callable[[dict], tuple[dict, dict]] | None = None
 
 
 def _entry(name: str, path: Callable[[Layout], Path], values: Callable[..., dict], **options) -> Output:
@@ -560,7 +591,7 @@ OUTPUTS: dict[str, Output] = {entry.name: entry for entry in (
     _entry("start", attrgetter("start_script"), _start_values, mode=0o755, check=_check_shell),
     _entry("logrotate", attrgetter("logrotate_conf"), _logrotate_values, check=_check_logrotate),
     _entry("cron", attrgetter("crontab_file"), _cron_values),
-    _entry("index", attrgetter("index_page"), _index_values),
+    _entry("index", attrgetter("index_page"), _index_values, per_run=_index_run_markers),
     _entry("systemd_launcher", systemd_unit_path("launcher"), _systemd_launcher_values),
     _entry("systemd_update", systemd_unit_path("update"), _systemd_update_values),
     _entry("systemd_timer", systemd_unit_path("timer"), _systemd_timer_values),
@@ -671,27 +702,39 @@ def _publish(settings: Settings, entry: Output, text: str) -> None:
 
 
 def refresh_file(settings: Settings, name: str, **values) -> bool:
-    """Render output ``name`` unless the file already holds what it would be rendered to; True when rendered.
+    """Render output ``name`` unless the file already holds what it would be rendered to; True when written.
 
-    The reporter re-renders the landing page after every update.  Its
-    template values are computed as for :func:`render_file`; when they, the
-    template, the settings and pvwtasks' version give the digest recorded
-    at the last refresh, and the file is still the text written then, the
-    page is already right: no Jinja2 import, no write.
+    The reporter re-renders the landing page after every update, and only
+    that run's line on it (result, end time, host) is new at a no-op.  So
+    the page is rendered by Jinja2 with markers in place of the output's
+    per-run values (``Output.per_run``), and that text is kept in
+    ``.pvwtasks/rendered-<name>.json`` with the digest of its inputs (the
+    values besides the markers, the template, the settings and pvwtasks'
+    version).  While that digest holds, each refresh only puts the new
+    values in place of the markers: no Jinja2 import.  The file is written
+    only when its text changes.
     """
     entry = output(name)
     template_values = entry.values(settings, **values)
+    marked, fills = entry.per_run(template_values) if entry.per_run else (template_values, {})
     inputs = hashlib.sha256(json.dumps(
-        [__version__, template_file(name).read_text(encoding="utf-8"), repr(settings), template_values],
+        [__version__, template_file(name).read_text(encoding="utf-8"), repr(settings), marked],
         sort_keys=True, default=str).encode("utf-8")).hexdigest()
     out, record = entry.path(settings.layout), settings.layout.rendered_record(name)
     known = RenderedRecord.load(record)
-    if known is not None and known.inputs == inputs and _sha256_of(out) == known.output:
-        return False
-    text = _render(settings, entry, template_values)
-    _publish(settings, entry, text)
-    RenderedRecord(inputs=inputs, output=hashlib.sha256(text.encode("utf-8")).hexdigest()).save(record)
-    return True
+    skeleton = known.skeleton if known is not None and known.inputs == inputs else None
+    if skeleton is None:
+        skeleton = _render(settings, entry, marked)
+    text = skeleton
+    for marker, fill in fills.items():
+        text = text.replace(marker, fill)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    written = _sha256_of(out) != digest
+    if written:
+        _publish(settings, entry, text)
+    if known != (kept := RenderedRecord(inputs=inputs, output=digest, skeleton=skeleton)):
+        kept.save(record)
+    return written
 
 
 def _sha256_of(path: Path) -> str | None:

@@ -230,6 +230,32 @@ def test_refreshing_the_index_renders_only_what_changed(deployed):
     assert render.refresh_file(renamed, "index") is True and "pvw.example.org" in page.read_text()
 
 
+def test_a_new_run_line_is_filled_into_the_page_without_jinja(deployed):
+    """A weekly no-op changes only the last run's line: the page is Jinja's text for it, made without Jinja."""
+    layout, page = deployed.layout, render.output_path(deployed.layout, "index")
+    LastRun(started=0, finished=0, result="ok", host="first").save(layout.last_run_record)
+    assert render.refresh_file(deployed, "index") is True
+    probe = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
+             "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
+    runs = [LastRun(started=0, finished=7 * 86400, result="ok", host="n1.example.org"),
+            LastRun(started=0, finished=14 * 86400, result="ok", host='<b>&"quoted\' host'),
+            LastRun(started=0, finished=21 * 86400, result="failed", failed={"download": "404", "<v>": "x"},
+                    host="n1"),
+            LastRun(started=0, finished=28 * 86400, result="failed", failed={"install": "disk full"}, host="n2")]
+    shown = []
+    for number, run in enumerate(runs):
+        run.save(layout.last_run_record)
+        fresh = subprocess.run([sys.executable, "-c", probe, str(deployed.path)], capture_output=True, text=True,
+                               timeout=60)
+        jinja_needed = number == 2  # a first failed run adds a branch to the page: rendered once by Jinja
+        assert fresh.stdout.split() == ["True", str(jinja_needed)], fresh.stderr
+        assert page.read_text() == render.render_text(deployed, "index")  # what Jinja itself writes
+        shown.append(page.read_text())
+    assert "on &lt;b&gt;&amp;&#34;quoted&#39; host." in shown[1]
+    assert "on n1: &lt;v&gt;, download failed." in shown[2]
+    assert "finished 1970-01-29 00:00 UTC on n2: install failed." in shown[3] and "n1" not in shown[3]
+
+
 def test_launch_json_is_valid_and_guards_every_property(deployed):
     render.render_file(deployed, "launcher")
     data = json.loads(render.output_path(deployed.layout, "launcher").read_text())
