@@ -27,6 +27,11 @@ _RESTART = {"mail": "restart"}
 _READ_ONLY = {"read_only": True}
 
 
+def _always(ref, **fields):
+    """A task running ``ref`` with the settings each time it is asked: nothing makes it up to date."""
+    return {"actions": [step(ref, SETTINGS)], "uptodate": [False], **fields}
+
+
 def task_lock():
     """Take this deployment's run lock, so two updates never overlap."""
     return {"actions": [step("pvwtasks.lock:acquire", SETTINGS.layout.lock_file)], "uptodate": [False],
@@ -223,12 +228,7 @@ def task_web_access():
 
 def task_compare_hash():
     """Compare the archive's sha256 with the last run's: report changed or unchanged."""
-    return {
-        "actions": [step("pvwtasks.pipeline:compare_hash", SETTINGS)],
-        "uptodate": [False],
-        "task_dep": _LOCKED,
-        "meta": _BOOKKEEPING,
-    }
+    return _always("pvwtasks.pipeline:compare_hash", task_dep=_LOCKED, meta=_BOOKKEEPING)
 
 
 _RENDERED = ["render_vhost", "render_launcher", "render_start", "render_logrotate", "render_cron", "render_index"]
@@ -257,8 +257,7 @@ def task_launcher():
 
 def task_prune_logs():
     """Delete session logs older than [logrotate] session_log_days (not those of live sessions)."""
-    return {"actions": [step("pvwtasks.logfiles:prune_session_logs", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED, "meta": _BOOKKEEPING}
+    return _always("pvwtasks.logfiles:prune_session_logs", task_dep=_LOCKED, meta=_BOOKKEEPING)
 
 
 def task_notify():
@@ -283,20 +282,18 @@ def task_update():
 
 def task_restart_launcher():
     """Stop the launcher and its sessions, start it again and health-check it."""
-    return {"actions": [step("pvwtasks.deploy:restart", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED + ["proxy_file"], "meta": _RESTART}
+    return _always("pvwtasks.deploy:restart", task_dep=_LOCKED + ["proxy_file"], meta=_RESTART)
 
 
 def task_start_launcher():
     """Start the launcher (detached) if it is not running, and wait until it answers."""
-    return {"actions": [step("pvwtasks.deploy:start", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED + ["proxy_file"], "meta": _RESTART}
+    return _always("pvwtasks.deploy:start", task_dep=_LOCKED + ["proxy_file"], meta=_RESTART)
 
 
 @survives_bad_config
 def task_stop_launcher():
     """Stop the launcher and every session process it started, orphans included."""
-    return {"actions": [step("pvwtasks.launcher:stop", SETTINGS)], "uptodate": [False], "task_dep": _LOCKED}
+    return _always("pvwtasks.launcher:stop", task_dep=_LOCKED)
 
 
 @survives_bad_config
@@ -314,19 +311,17 @@ def task_status(as_json):
 
 def task_notify_test():
     """Send a test mail with the [notify] settings."""
-    return {"actions": [step("pvwtasks.notify:send_test", SETTINGS)], "uptodate": [False], "verbosity": 2,
-            "meta": _READ_ONLY}
+    return _always("pvwtasks.notify:send_test", verbosity=2, meta=_READ_ONLY)
 
 
 def task_install_cron():
     """Install pvwtasks' marked block into the user's crontab (other lines untouched)."""
-    return {"actions": [step("pvwtasks.cron:install_cron", SETTINGS)], "file_dep": [SETTINGS.layout.crontab_file],
-            "uptodate": [False], "task_dep": ["render_cron"]}
+    return _always("pvwtasks.cron:install_cron", file_dep=[SETTINGS.layout.crontab_file], task_dep=["render_cron"])
 
 
 def task_uninstall_cron():
     """Remove pvwtasks' marked block from the user's crontab."""
-    return {"actions": [step("pvwtasks.cron:uninstall_cron", SETTINGS)], "uptodate": [False]}
+    return _always("pvwtasks.cron:uninstall_cron")
 
 
 def task_render_systemd():
@@ -351,26 +346,23 @@ def _systemd_unit_tasks():
 
 def task_install_systemd():
     """Install the systemd units, enable them, and run the launcher under systemd ([deploy] supervisor)."""
-    return {"actions": [step("pvwtasks.deploy:install_systemd", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED + ["proxy_file", "render_systemd", "render_start", "render_launcher"],
-            "meta": _RESTART}
+    return _always("pvwtasks.deploy:install_systemd", meta=_RESTART,
+                   task_dep=_LOCKED + ["proxy_file", "render_systemd", "render_start", "render_launcher"])
 
 
 def task_uninstall_systemd():
     """Stop, disable and remove this deployment's systemd units (the launcher stops with them)."""
-    return {"actions": [step("pvwtasks.deploy:uninstall_systemd", SETTINGS)], "uptodate": [False],
-            "task_dep": _LOCKED}
+    return _always("pvwtasks.deploy:uninstall_systemd", task_dep=_LOCKED)
 
 
 def task_install_vhost():
     """Enable the Apache modules, copy the vhost into Apache's sites, enable it, configtest, reload gracefully."""
-    return {"actions": [step("pvwtasks.apache:install_vhost", SETTINGS)], "uptodate": [False],
-            "task_dep": ["render_vhost", "proxy_file"]}
+    return _always("pvwtasks.apache:install_vhost", task_dep=["render_vhost", "proxy_file"])
 
 
 def task_uninstall_vhost():
     """Remove the vhost's link and file from Apache's sites, then reload Apache gracefully if it runs."""
-    return {"actions": [step("pvwtasks.apache:uninstall_vhost", SETTINGS)], "uptodate": [False]}
+    return _always("pvwtasks.apache:uninstall_vhost")
 
 
 def task_render_front():
@@ -382,8 +374,7 @@ def task_render_front():
 
 def task_install_front():
     """Install the fleet front into Apache's sites (balancer modules, configtest, graceful; put back on failure)."""
-    return {"actions": [step("pvwtasks.apache:install_front", SETTINGS)], "uptodate": [False],
-            "task_dep": ["render_front"]}
+    return _always("pvwtasks.apache:install_front", task_dep=["render_front"])
 
 
 # Last, because on a config that cannot be loaded it defers every task creator above to the run,

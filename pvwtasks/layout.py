@@ -381,8 +381,7 @@ class CompareRecord(Record):
     sha256: str | None
     previous_sha256: str | None
     filename: str | None
-    at: float
-    since: float | None
+    since: float | None  # when this result was first seen (the mails' "unchanged since")
 
 
 class LauncherRecord(Record):

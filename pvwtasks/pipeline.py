@@ -248,9 +248,10 @@ def compare_hash(settings: Settings) -> dict:
     filename = verified.filename if verified else None
     previous = last.sha256 if last else None
     unchanged = bool(sha) and sha == previous
-    now = time.time()
-    CompareRecord(result="unchanged" if unchanged else "changed", sha256=sha, previous_sha256=previous,
-                  filename=filename, at=now, since=last.since if unchanged and last else now).save(layout.compare_record)
+    current = CompareRecord(result="unchanged" if unchanged else "changed", sha256=sha, previous_sha256=previous,
+                            filename=filename, since=last.since if unchanged and last else time.time())
+    if current != last:  # an unchanged upstream, run after run, leaves the record as it was
+        current.save(layout.compare_record)
     if unchanged:
         log.info("unchanged: upstream still serves %s (sha256 %s)", filename, sha)
     else:
