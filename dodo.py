@@ -270,14 +270,14 @@ def task_notify():
     }
 
 
+# The steps of an update, in order (the tasks above).
+_UPDATE_STEPS = ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash", "proxy_file",
+                 *_RENDERED, "apache_site", "web_access", "compare_hash", "drain", "launcher", "prune_logs", "notify"]
+
+
 def task_update():
     """Deploy the newest release end to end (what cron runs): download ... notify."""
-    return {
-        "actions": None,
-        "task_dep": ["lock", "download", "verify", "install", "venv", "web_client", "extras", "publish_hash",
-                     "proxy_file", *_RENDERED, "apache_site", "web_access", "compare_hash", "drain", "launcher",
-                     "prune_logs", "notify"],
-    }
+    return {"actions": None, "task_dep": _UPDATE_STEPS}
 
 
 def task_restart_launcher():
@@ -296,9 +296,12 @@ def task_stop_launcher():
     return _always("pvwtasks.launcher:stop", task_dep=_LOCKED)
 
 
+_JSON_OPTION = {"name": "as_json", "long": "json", "type": bool, "default": False,
+                "help": "print the status as JSON for monitoring"}
+
+
 @survives_bad_config
-@task_params([{"name": "as_json", "long": "json", "type": bool, "default": False,
-               "help": "print the status as JSON for monitoring"}])
+@task_params([_JSON_OPTION])
 def task_status(as_json):
     """Show the live version, launcher health, sessions, last update and disk use (--json)."""
     return {

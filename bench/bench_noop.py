@@ -14,7 +14,10 @@ all): doit's bare start-up.  Against it the ratio shows what loading this
 project's dodo and the no-op's own work cost.
 
 Targets: median ``doit update`` <= 1.5x median ``doit list`` (issue 6), and
-<= 1.5x a one-task dodo's ``doit list`` (issue 9).
+<= 1.5x a one-task dodo's ``doit list`` (issue 9).  Timings on a shared
+2-core machine move by several percent from run to run; when valgrind is
+installed the three commands' instructions are also counted once each
+(callgrind), a ratio that does not move with the load.
 
     .venv/bin/python bench/bench_noop.py             # 15 runs per side
     .venv/bin/python bench/bench_noop.py --runs 5
@@ -155,6 +158,26 @@ def measure_noop(config: Path, runs: int, server: common.LoopbackServer | None =
     return update, listing, last
 
 
+def count_instructions(config: Path, dodo: Path) -> dict[str, int] | None:
+    """Instructions of one no-op update, one ``doit list`` and the one-task dodo's ``doit list`` (valgrind)."""
+    update = common.instructions([*common.DOIT, "update", f"config={config}"], cwd=config.parent)
+    if update is None:
+        return None
+    return {"update": update,
+            "list": common.instructions([*common.DOIT, "list", f"config={config}"], cwd=config.parent),
+            "bare": common.instructions([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)}
+
+
+def instruction_lines(counted: dict[str, int] | None) -> list[str]:
+    if counted is None:
+        return ["- instructions: not counted (valgrind is not installed)"]
+    return [common.verdict("instructions, no-op update / one-task dodo's doit list",
+                           counted["update"] / counted["bare"], 1.5),
+            f"- instructions (valgrind callgrind, one run each; they do not move with the machine's load): "
+            f"no-op update {counted['update'] / 1e6:.1f} M, `doit list` {counted['list'] / 1e6:.1f} M, "
+            f"one-task dodo's `doit list` {counted['bare'] / 1e6:.1f} M"]
+
+
 def check_noop(output: str) -> None:
     for task in ("download", "verify", "install"):
         if f"-- {task}\n" not in output:
@@ -176,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             bare, dodo = Side("one-task dodo's `doit list`"), one_task_dodo(args.work)
             byte_compile(common.PROJECT / "pvwtasks", common.DODO, dodo)
             update, listing, last = measure_noop(config, args.runs, server, (bare, dodo))
+            counted = count_instructions(config, dodo)
             running_after = launcher_running(root)
             check_noop(last)
         finally:
@@ -187,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                             update.med("wall") / bare.med("wall"), 1.5),
              common.verdict("user CPU, no-op update / one-task dodo's doit list",
                             update.med("user") / bare.med("user"), 1.5),
+             *instruction_lines(counted),
              "- all three start from `.pyc` files: the bench byte-compiles pvwtasks, dodo.py and the one-task dodo "
              "first (`PYTHONDONTWRITEBYTECODE=1` would otherwise make every run compile pvwtasks from source)",
              f"- launcher running during the runs: {'yes' if running_before and running_after else 'no'}"
