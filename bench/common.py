@@ -279,7 +279,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def instructions(cmd: list[str], *, cwd: Path | None = None) -> int | None:
+def instructions(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None) -> int | None:
     """Instructions ``cmd`` executes, counted by valgrind's callgrind; None without valgrind.
 
     Unlike wall or CPU time, the count does not move with the machine's load
@@ -288,9 +288,9 @@ def instructions(cmd: list[str], *, cwd: Path | None = None) -> int | None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
-    env = {**os.environ}
-    env.pop("PVW_CONFIG", None)
-    proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], cwd=cwd, env=env,
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("PVW_CONFIG", None)
+    proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], cwd=cwd, env=full_env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     match = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or match is None:

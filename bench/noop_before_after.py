@@ -37,9 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     trees = {"before": old_tree, "after": common.PROJECT}
     envs = {"before": {"PYTHONPATH": str(old_tree)}, "after": {}}
 
+    def doit_command(tree: str, config: Path, *what: str) -> list[str]:
+        return [common.PYTHON, "-m", "doit", "-f", str(trees[tree] / "dodo.py"), *what, f"config={config}"]
+
     def doit(tree: str, config: Path, *what: str, check: bool = True) -> common.Sample:
-        return common.run([common.PYTHON, "-m", "doit", "-f", str(trees[tree] / "dodo.py"), *what, f"config={config}"],
-                          cwd=args.work, env=envs[tree], check=check)
+        return common.run(doit_command(tree, config, *what), cwd=args.work, env=envs[tree], check=check)
+
+    def instructions(key: str) -> int | None:
+        if key == "one-task":
+            return common.instructions([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)
+        what, tree = key.split()
+        return common.instructions(doit_command(tree, configs[tree], what), cwd=args.work, env=envs[tree])
 
     configs: dict[str, Path] = {}
     with common.LoopbackServer(served) as server:
@@ -70,17 +78,22 @@ def main(argv: list[str] | None = None) -> int:
                     if what == "update":
                         bench_noop.check_noop(sample.output)
                     side.samples.append(sample)
+            counted = {key: instructions(key) for key in sides}  # once each: the count does not move with load
         finally:
             for tree, config in configs.items():
                 doit(tree, config, "stop_launcher", check=False)
     bare = sides["one-task"]
     print(f"\nbefore = {args.before}, after = this tree; load average at the end: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    print("| side | runs | median wall s | median user s | wall / one-task list | user / one-task list |")
-    print("|---|---|---|---|---|---|")
-    for side in sides.values():
+    print("| side | runs | median wall s | median user s | wall / one-task list | user / one-task list "
+          "| instructions | instructions / one-task list |")
+    print("|---|---|---|---|---|---|---|---|")
+    for key, side in sides.items():
+        count = counted[key]
+        shown = (f"{count / 1e6:.1f} M | {count / counted['one-task']:.2f}x" if count is not None
+                 else "not counted (no valgrind) | -")
         print(f"| {side.name} | {len(side.samples)} | {side.med('wall'):.3f} | {side.med('user'):.3f} | "
-              f"{side.med('wall') / bare.med('wall'):.2f}x | {side.med('user') / bare.med('user'):.2f}x |")
+              f"{side.med('wall') / bare.med('wall'):.2f}x | {side.med('user') / bare.med('user'):.2f}x | {shown} |")
     common.rmtree(args.work)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,13 @@ def test_fetch_benchmark_compares_pvwtasks_with_curl_sha256sum_tar(tmp_path):
 def test_noop_benchmark_compares_update_with_list(tmp_path):
     _out, text = run_bench("bench_noop.py", tmp_path, "--runs", "1")
     assert _ratio(text, "wall time, no-op update / doit list") > 0.5
+    if shutil.which("valgrind"):  # the instruction counts: more than a bare doit, and the update above its list
+        counts = re.search(r"no-op update ([\d.]+) M, `doit list` ([\d.]+) M, one-task dodo's `doit list` ([\d.]+) M",
+                           text)
+        assert counts and float(counts[1]) > float(counts[2]) > float(counts[3]) > 100, text
+        assert 1 < _ratio(text, "instructions, no-op update / one-task dodo's doit list") < 3
+    else:
+        assert "- instructions: not counted (valgrind is not installed)" in text
     assert "-- download" in text and "-- install" in text
 
 
@@ -60,11 +68,15 @@ def test_noop_before_after_compares_a_commit_with_this_tree(tmp_path):
            "--work", str(tmp_path / "work")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=BENCH.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = re.findall(r"^\| (.+?) \| 1 \| [\d.]+ \| [\d.]+ \| ([\d.]+)x \| ([\d.]+)x \|$", proc.stdout, re.MULTILINE)
-    assert [name for name, _w, _u in rows] == [
+    rows = re.findall(r"^\| (.+?) \| 1 \| [\d.]+ \| [\d.]+ \| ([\d.]+)x \| ([\d.]+)x \| (.+) \| (.+) \|$",
+                      proc.stdout, re.MULTILINE)
+    assert [name for name, *_ratios in rows] == [
         "no-op `doit update`, before", "`doit list` of this dodo, before", "no-op `doit update`, after",
         "`doit list` of this dodo, after", "one-task dodo's `doit list`"], proc.stdout
-    assert rows[-1][1:] == ("1.00", "1.00")
+    assert rows[-1][1:3] == ("1.00", "1.00")
+    counted = shutil.which("valgrind") is not None  # instructions are counted only with valgrind
+    assert rows[-1][4] == ("1.00x" if counted else "-"), proc.stdout
+    assert all(re.fullmatch(r"[\d.]+ M", row[3]) if counted else row[3].startswith("not counted") for row in rows)
     assert not (tmp_path / "work").exists()
 
 
