@@ -33,7 +33,7 @@ ALL = "*"  # every key of the section
 READS: dict[str, dict[str, tuple[str, ...] | str]] = {
     "vhost": {"web": ("server_name", "server_admin", "http_port", "https_port", "tls_certificate", "tls_key",
                       "proxy_timeout"),
-              "launcher": ("host", "port", "endpoint")},
+              "launcher": ("host", "port", "second_port", "endpoint")},
     "front": {"fleet": ALL, "web": ("server_name", "server_admin", "http_port", "proxy_timeout"),
               "launcher": ("endpoint",)},
     "launcher": {"launcher": ("host", "port", "endpoint", "timeout", "port_range", "python_flags", "apps",

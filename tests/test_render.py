@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -18,7 +19,7 @@ from support.doit import run_doit
 from support.ports import free_port
 from pvwtasks import config, outputs, render
 from pvwtasks.cron import doit_command
-from pvwtasks.errors import RenderError
+from pvwtasks.errors import PvwError, RenderError
 from pvwtasks.layout import LastRun
 from support import tomlfile
 from render_support import apache_configtest, httpd_conf, render_config, tls_files
@@ -356,3 +357,54 @@ def test_each_check_rejects_a_broken_file(deployed, tmp_path, name):
     broken.write_text(_BROKEN[name])
     with pytest.raises(RenderError):
         render.OUTPUTS[name].check(deployed, broken)
+
+
+def _changed_value(value):
+    """Another value of the same type, or None for the kinds this probe leaves alone (tables, lists)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 1.5
+    if isinstance(value, Path):
+        return value.with_name(value.name + "x")
+    if isinstance(value, str):
+        return value + "x" if value else "x"
+    return None
+
+
+def test_every_config_key_a_rendered_file_shows_is_in_its_reads(deployed, caplog):
+    """A key whose change changes a rendered file must be in outputs.READS: else its render task would not rerun.
+
+    Each scalar key (number, string, path, switch) is changed in turn; tables and lists are left alone.
+    """
+    deployed = dataclasses.replace(deployed, fleet=dataclasses.replace(deployed.fleet, hosts={
+        "n1": config.FleetHost(url="http://127.0.0.1:8081")}))
+    extra = {"cron": {"dodo": "/srv/pvw/dodo.py"}, "systemd_update": {"dodo": "/srv/pvw/dodo.py"}}
+    unread = []
+    sections = [f.name for f in dataclasses.fields(deployed)
+                if f.name != "base" and dataclasses.is_dataclass(getattr(deployed, f.name))]
+    assert {"deploy", "web", "launcher", "cron", "logrotate", "apps", "fleet"} <= set(sections)
+    for section in sections:
+        current = getattr(deployed, section)
+        for key in (f.name for f in dataclasses.fields(current)):
+            if (section, key) == ("deploy", "root"):  # another root is another deployment (its own doit state)
+                continue
+            changed = _changed_value(getattr(current, key))
+            if changed is None:
+                continue
+            other = dataclasses.replace(deployed, **{section: dataclasses.replace(current, **{key: changed})})
+            for name, reads in outputs.READS.items():
+                caplog.clear()
+                try:
+                    before = render.render_text(deployed, name, **extra.get(name, {}))
+                    after = render.render_text(other, name, **extra.get(name, {}))
+                except (PvwError, ValueError, TypeError):
+                    continue  # the changed value is not one this output can take: nothing to compare
+                if any(record.levelno >= logging.WARNING for record in caplog.records):
+                    continue  # nor is one it renders around with a warning (an app the release lacks)
+                keys = reads.get(section, ())
+                if before != after and keys != outputs.ALL and key not in keys:
+                    unread.append(f"{name}: [{section}] {key}")
+    assert unread == []

@@ -8,6 +8,7 @@ import pytest
 
 from conftest import build_release, stop_deployment_processes
 from support.doit import run_doit
+from support.ports import free_port
 from pvwtasks import config
 from support import tomlfile
 from render_support import render_config
@@ -54,6 +55,10 @@ def test_only_what_a_config_change_touches_is_rendered_again(deployed):
     assert _rendered(run_doit(cfg, *RENDER).output) == {"render_logrotate"}
     tomlfile.update(cfg, {"cron": {"update": "15 1 * * *"}})
     assert _rendered(run_doit(cfg, *RENDER).output) == {"render_cron"}
+    second = free_port()  # the upgrade slot's port: Apache's routes to slot b live in the vhost
+    tomlfile.update(cfg, {"launcher": {"second_port": second}})
+    assert _rendered(run_doit(cfg, *RENDER).output) == {"render_vhost"}
+    assert f":{second}/" in (root.conf / "pvw-vhost.conf").read_text()
     assert _rendered(run_doit(cfg, *RENDER).output) == set()
 
 
