@@ -360,7 +360,7 @@ def test_each_check_rejects_a_broken_file(deployed, tmp_path, name):
 
 
 def _changed_value(value):
-    """Another value of the same type, or None for the kinds this probe leaves alone (tables, lists)."""
+    """Another value of the same type, or None for the kinds this probe leaves alone (tables)."""
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
@@ -371,13 +371,18 @@ def _changed_value(value):
         return value.with_name(value.name + "x")
     if isinstance(value, str):
         return value + "x" if value else "x"
+    if isinstance(value, (list, tuple)) and all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+        return type(value)(item + 1 for item in value) if value else None  # a port range, shifted
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return type(value)([*value, "x"])
     return None
 
 
 def test_every_config_key_a_rendered_file_shows_is_in_its_reads(deployed, caplog):
     """A key whose change changes a rendered file must be in outputs.READS: else its render task would not rerun.
 
-    Each scalar key (number, string, path, switch) is changed in turn; tables and lists are left alone.
+    Each key holding a number, string, path, switch, port range or list of words is changed in turn;
+    tables (apps, fleet hosts) are left alone.
     """
     deployed = dataclasses.replace(deployed, fleet=dataclasses.replace(deployed.fleet, hosts={
         "n1": config.FleetHost(url="http://127.0.0.1:8081")}))
