@@ -160,6 +160,9 @@ Size = Annotated[str, _Shape(r"[0-9]+[kMG]?", "a size like '5M'")]
 Schedule = Annotated[str, _CronSchedule()]
 
 
+# A fleet host's name: its [web] node_name, its [fleet.hosts.NAME] and its /node/<name>/ on the front.
+NODE_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
 # --- the sections ------------------------------------------------------------------------------
 
 class Deploy(Frozen):
@@ -213,7 +216,7 @@ class Web(Frozen):
     disable_default_site: bool = False  # `install_vhost` runs `a2dissite 000-default`
     pid_file: Path = Path("/var/run/apache2/apache2.pid")  # tells whether Apache runs (started vs reloaded)
     # Behind a fleet front: this host's name there; its sessionURL becomes <public_url>/node/<node_name>/proxy?...
-    node_name: Annotated[str, _Shape(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a node name of letters, digits, - and _")] = ""
+    node_name: Annotated[str, _Shape(NODE_NAME, "a node name of letters, digits, - and _")] = ""
     public_url: Annotated[str, _Shape(r"https?://[^/\s\"'#?]+/?",
                                       "the front's base URL like 'http://pvw.lab.org'")] = ""
 
@@ -290,9 +293,14 @@ class Launcher(Frozen):
         return loopback_host(self.host)
 
     @property
+    def endpoint_path(self) -> str:
+        """The launcher's URL path, as Apache and clients see it: ``/paraview``."""
+        return "/" + self.endpoint.strip("/")
+
+    @property
     def url(self) -> str:
         """The launcher's own URL, with the trailing slash it requires (health check, status, Apache)."""
-        return f"http://{url_host(self.connect_host)}:{self.port}/{self.endpoint.strip('/')}/"
+        return f"http://{url_host(self.connect_host)}:{self.port}{self.endpoint_path}/"
 
     @property
     def address(self) -> str:
@@ -416,6 +424,11 @@ class Settings(Frozen):
     fleet: Fleet = field(default_factory=Fleet)
     slot: str = "a"  # the launcher slot these settings describe (see for_slot)
     base: "Settings | None" = field(default=None, repr=False, compare=False)  # slot a's, for a slot-b copy
+
+    @property
+    def front_only(self) -> bool:
+        """A fleet front's config: hosts to balance ([fleet] hosts) and no release of its own ([source])."""
+        return self.fleet.front and not (self.source.url or self.source.listing)
 
     @functools.cached_property  # read dozens of times per run; the settings never change
     def layout(self) -> Layout:
@@ -626,9 +639,7 @@ def _check_together(s: Settings) -> None:
     """Rules that tie several keys together (single keys are checked by their types)."""
     p = s.path
     src = s.source
-    if s.fleet.front and not (src.url or src.listing):
-        pass  # a front-only config: it serves no release of its own
-    elif bool(src.url) == bool(src.listing):
+    if not s.front_only and bool(src.url) == bool(src.listing):  # a fleet front serves no release of its own
         raise ConfigError(f"{p}: [source] url: set either url, or listing with pattern (exactly one)")
     if src.pattern and not src.listing:
         raise ConfigError(f"{p}: [source] pattern: only used together with [source] listing")
@@ -667,7 +678,7 @@ def _check_together(s: Settings) -> None:
     if s.web.node_name and not s.web.public_url:
         raise ConfigError(f"{p}: [web] public_url: needed with node_name (the fleet front's URL users reach)")
     for name in s.fleet.hosts:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        if not re.fullmatch(NODE_NAME, name):
             raise ConfigError(f"{p}: [fleet.hosts.{name}]: a host's name is letters, digits, - and _ "
                               "(it is its node_name and its /node/<name>/ path on the front)")
     if bool(s.web.tls_certificate) != bool(s.web.tls_key):

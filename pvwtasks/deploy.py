@@ -248,17 +248,17 @@ def install_systemd(settings: Settings) -> dict:
     changed = systemd.install_units(rendered, settings.deploy.systemd_unit_dir)
     systemd.systemctl("daemon-reload")
     slot_a = launcher.launcher_unit(settings.for_slot("a"))
-    if settings.cron.auto_update:
-        systemd.systemctl("enable", slot_a, names["timer"], names["watchdog_timer"])
-        systemd.systemctl("start", names["timer"], names["watchdog_timer"])
-        timers = "update and watchdog timers started"
-    else:  # a fleet rolled forward by Ansible: the launcher stays supervised, no update of its own
-        systemd.systemctl("enable", slot_a, names["watchdog_timer"])
-        systemd.systemctl("start", names["watchdog_timer"])
+    # Without [cron] auto_update (a fleet rolled forward by Ansible) the launcher stays supervised, but
+    # the host runs no update of its own.
+    timers = [names["timer"], names["watchdog_timer"]] if settings.cron.auto_update else [names["watchdog_timer"]]
+    systemd.systemctl("enable", slot_a, *timers)
+    systemd.systemctl("start", *timers)
+    if not settings.cron.auto_update:
         systemd.systemctl("disable", "--now", names["timer"])
-        timers = "watchdog timer started; update timer off ([cron] auto_update = false)"
+    started = ("update and watchdog timers started" if settings.cron.auto_update
+               else "watchdog timer started; update timer off ([cron] auto_update = false)")
     log.info("installed %s in %s (%s changed); %s",
-             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed), timers)
+             ", ".join(names.values()), settings.deploy.systemd_unit_dir, len(changed), started)
     result = restart(settings)  # slot a, under systemd from now on
     log.info("the launcher runs under systemd as %s", slot_a)
     return {"changed": changed, **result}

@@ -74,7 +74,7 @@ def front_url(settings: Settings) -> str:
     web = settings.web
     scheme, port, default = ("https", web.https_port, 443) if web.tls else ("http", web.http_port, 80)
     host = url_host(web.server_name) + ("" if port == default else f":{port}")
-    return f"{scheme}://{host}/{settings.launcher.endpoint.strip('/')}/"
+    return f"{scheme}://{host}{settings.launcher.endpoint_path}/"
 
 
 def own_session_url(settings: Settings, session_url: str) -> str:

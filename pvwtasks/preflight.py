@@ -46,7 +46,7 @@ def missing_programs(settings: Settings) -> dict[str, str]:
 
 def check(settings: Settings) -> None:
     """Raise MissingProgram naming every missing program (ConfigError on a fleet front's config); touches nothing."""
-    if settings.fleet.front and not (settings.source.url or settings.source.listing):
+    if settings.front_only:
         raise ConfigError(f"{settings.path}: a fleet front ([fleet] hosts, no [source]) serves no release: "
                           "run `doit install_front` and `doit status` here, and `update` on the hosts")
     missing = missing_programs(settings)

@@ -247,7 +247,7 @@ def _vhost_values(settings: Settings) -> dict:
     layout.www.mkdir(parents=True, exist_ok=True)
     https_port = "" if web.https_port == 443 else f":{web.https_port}"
     return {
-        "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
+        "endpoint_path": settings.launcher.endpoint_path,
         "launcher_url": launcher_url(settings),
         "slot_b_url": launcher_url(settings.for_slot("b")),
         "slot_a_address": launcher_address(settings.for_slot("a")),
@@ -267,7 +267,7 @@ def health_uri(settings: Settings) -> str:
     The launcher answers it (404) while it runs; a stopped launcher makes the
     host's Apache answer 503, and a stopped Apache refuses the connection.
     """
-    return "/" + settings.launcher.endpoint.strip("/") + "/pvwtasks-health"
+    return settings.launcher.endpoint_path + "/pvwtasks-health"
 
 
 def _front_values(settings: Settings) -> dict:
@@ -279,7 +279,7 @@ def _front_values(settings: Settings) -> dict:
     return {
         "hosts": {name: host.url.rstrip("/") for name, host in sorted(fleet.hosts.items())},
         "fleet": fleet,
-        "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
+        "endpoint_path": settings.launcher.endpoint_path,
         "health_uri": health_uri(settings),
         "modules": apache.FRONT_MODULES,
         "health_expr": "{%{REQUEST_STATUS} < 500}",
@@ -485,7 +485,7 @@ def _index_values(settings: Settings) -> dict:
         "last_result": last_run["result"] if last_run else "none",
         "apps": app_links,
         "docs_link": "docs/" if _link_docs(layout) else "",
-        "endpoint_path": "/" + settings.launcher.endpoint.strip("/"),
+        "endpoint_path": settings.launcher.endpoint_path,
     }
 
 

@@ -225,7 +225,7 @@ def build_web_clients(settings: Settings) -> dict:
         raise InstallError("no live release yet; run the install step first")
     venv, record = live_venv(settings, live)
     python, env = appvenv.tool_python(record, venv)
-    endpoint = "/" + settings.launcher.endpoint.strip("/") + "/"
+    endpoint = settings.launcher.endpoint_path + "/"
     clients, pages = {}, []
     for client_type, modules in _client_groups(settings).items():
         clients[client_type] = webclient.ensure_client(layout, python, client_type, modules, record.packages, env)
