@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from crontab import CronTab
@@ -137,3 +138,22 @@ def test_a_host_driven_by_ansible_keeps_the_watchdog_but_has_no_update_line(host
     assert [str(job.slices) for job in jobs] == ["@reboot", "*/5 * * * *", "55 3 * * 1"]
     assert not any(" update config=" in job.command for job in jobs)
     assert "auto_update = false: no update line" in text
+
+
+def test_the_role_turns_off_the_update_timer_pvwtasks_installs(tmp_path):
+    """The role derives the update timer from the launcher unit `doit status --json` names: the real one."""
+    import jinja2
+    import yaml
+    from ansible.plugins.filter.core import regex_replace
+
+    from pvwtasks import systemd
+
+    tasks = yaml.safe_load((Path(__file__).parent.parent / "ansible/roles/pvwtasks/tasks/main.yml").read_text())
+    task = next(t for t in tasks if t.get("name", "").startswith("Keep the systemd update timer off"))
+    env = jinja2.Environment()
+    env.filters["regex_replace"] = regex_replace
+    instance = systemd.instance_name(tmp_path / "root")
+    for slot in ("a", "b"):
+        name = env.from_string(task["ansible.builtin.systemd_service"]["name"]).render(
+            pvwtasks_unit=systemd.slot_unit(instance, slot))
+        assert name == systemd.unit_names(instance)["timer"]
