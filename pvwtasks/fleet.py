@@ -39,14 +39,15 @@ def host_state(url: str, health_path: str) -> dict:
     state: dict = {"url": url, "reachable": False, "version": None, "sha256": None, "last_result": None,
                    "answering": False}
     answer = _get(f"{url}/hash.json")
-    if answer is not None:
-        state["reachable"] = True
-        if answer.status_code == 200:
-            try:
-                published = answer.json()
-                state["version"], state["sha256"] = published.get("version"), published.get("sha256")
-            except (ValueError, AttributeError):
-                pass
+    if answer is None:
+        return state  # unreachable: the page and the health probe would wait out the same timeout
+    state["reachable"] = True
+    if answer.status_code == 200:
+        try:
+            published = answer.json()
+            state["version"], state["sha256"] = published.get("version"), published.get("sha256")
+        except (ValueError, AttributeError):
+            pass
     page = _get(f"{url}/")
     found = _LAST_RESULT.search(page.text) if page is not None and page.status_code == 200 else None
     state["last_result"] = found.group(1) if found else None
@@ -80,11 +81,11 @@ def collect(settings: Settings) -> dict:
     """Every host of ``[fleet] hosts`` (in name order), as plain data (what ``--json`` prints)."""
     from .render import health_uri
 
-    members = balancer_members(settings)
+    members, health_path = balancer_members(settings), health_uri(settings)
     hosts = {}
     for name, host in sorted(settings.fleet.hosts.items()):
         url = host.url.rstrip("/")
-        state = host_state(url, health_uri(settings))
+        state = host_state(url, health_path)
         status = members.get(url)
         state.update(balancer=status, in_balancer=in_balancer(status),
                      healthy=state["answering"] and state["last_result"] == "ok")
