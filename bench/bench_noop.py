@@ -125,8 +125,13 @@ def byte_compile(*paths: Path) -> None:
             raise RuntimeError(f"cannot byte-compile {path}")
 
 
+def one_task_list(dodo: Path) -> list[str]:
+    """``doit list`` of the one-task dodo: the baseline command."""
+    return [*common.DOIT[:-2], "-f", str(dodo), "list"]
+
+
 def list_one_task(dodo: Path) -> common.Sample:
-    return common.run([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)
+    return common.run(one_task_list(dodo), cwd=dodo.parent)
 
 
 def measure_noop(config: Path, runs: int, server: common.LoopbackServer | None = None,
@@ -165,7 +170,7 @@ def count_instructions(config: Path, dodo: Path) -> dict[str, int] | None:
         return None
     return {"update": update,
             "list": common.instructions([*common.DOIT, "list", f"config={config}"], cwd=config.parent),
-            "bare": common.instructions([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)}
+            "bare": common.instructions(one_task_list(dodo), cwd=dodo.parent)}
 
 
 def instruction_lines(counted: dict[str, int] | None) -> list[str]:

@@ -249,10 +249,16 @@ class Sample:
                       self.output + other.output)
 
 
+def _child_env(env: dict | None) -> dict:
+    """This environment plus ``env``, without a ``PVW_CONFIG`` that would override ``config=``."""
+    full = {**os.environ, **(env or {})}
+    full.pop("PVW_CONFIG", None)
+    return full
+
+
 def run(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, check: bool = True) -> Sample:
     """Run ``cmd`` (never through a shell) and measure it with ``os.wait4``."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PVW_CONFIG", None)
+    full_env = _child_env(env)
     out_file = WORK / f".out-{os.getpid()}.txt"
     WORK.mkdir(parents=True, exist_ok=True)
     with out_file.open("w+b") as out:
@@ -288,8 +294,7 @@ def instructions(cmd: list[str], *, cwd: Path | None = None, env: dict | None = 
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PVW_CONFIG", None)
+    full_env = _child_env(env)
     proc = subprocess.run([valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", *cmd], cwd=cwd, env=full_env,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     match = re.search(r"Collected : (\d+)", proc.stderr)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def instructions(key: str) -> int | None:
         if key == "one-task":
-            return common.instructions([*common.DOIT[:-2], "-f", str(dodo), "list"], cwd=dodo.parent)
+            return common.instructions(bench_noop.one_task_list(dodo), cwd=dodo.parent)
         what, tree = key.split()
         return common.instructions(doit_command(tree, configs[tree], what), cwd=args.work, env=envs[tree])
 

@@ -8,7 +8,6 @@ stopped by PID (:meth:`Fleet.stop`).
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,10 +21,10 @@ import requests
 from apache_support import ManagedApache
 from conftest import stop_deployment_processes
 from render_support import fake_crontab
+from support.doit import PROJECT, doit_env, run_doit
 from support.ports import free_port, free_port_range
 from pvwtasks import apache
 
-PROJECT = Path(__file__).resolve().parent.parent
 PLAYBOOK = PROJECT / "ansible" / "site.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 _NODE = re.compile(r"/node/([A-Za-z0-9_-]+)/proxy\?sessionId=([^&]+)")
@@ -105,7 +104,7 @@ class Fleet:
                     "cron": {"crontab": str(host.crontab)},
                 },
             }
-        front = {"pvwtasks_root": str(self.front_root), "pvwtasks_config": str(self.folder / "front" / "pvw.toml"),
+        front = {"pvwtasks_root": str(self.front_root), "pvwtasks_config": str(self.front_config),
                  "pvwtasks_front_port": self.front_port, "pvwtasks_public_url": self.front_url,
                  "pvwtasks_front_settings": {"web": {"server_name": "127.0.0.1", **self.front_apache.web_keys()},
                                              "fleet": {"health_interval": 1}}}
@@ -128,21 +127,24 @@ class Fleet:
     def rollout(self, release_url: str, timeout: float = 900, extra_vars: dict | None = None) -> Playbook:
         """``ansible-playbook -i inventory site.yml [-e JSON]``: the front, then the hosts one at a time."""
         home = self.folder / "ansible-home"
-        env = {**os.environ, "ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
-               "ANSIBLE_REMOTE_TEMP": str(home / "tmp"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
-               "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_DEPRECATION_WARNINGS": "0"}
-        env.pop("PVW_CONFIG", None)
+        env = doit_env({"ANSIBLE_HOME": str(home), "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+                        "ANSIBLE_REMOTE_TEMP": str(home / "tmp"), "ANSIBLE_NOCOLOR": "1",
+                        "ANSIBLE_RETRY_FILES_ENABLED": "0", "ANSIBLE_FORCE_COLOR": "0",
+                        "ANSIBLE_DEPRECATION_WARNINGS": "0"})
         started = time.monotonic()
         extra = ["-e", json.dumps(extra_vars)] if extra_vars else []
         proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory(release_url)), *extra, str(PLAYBOOK)],
                               capture_output=True, text=True, env=env, timeout=timeout, cwd=self.folder)
         return Playbook(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
 
+    @property
+    def front_config(self) -> Path:
+        """The front's config, which the playbook's front play writes."""
+        return self.folder / "front" / "pvw.toml"
+
     def front_status(self) -> tuple[int, dict]:
         """``doit status --json`` on the front: its exit code and the JSON."""
-        from support.doit import run_doit
-
-        done = run_doit(self.folder / "front" / "pvw.toml", "status", "--json", timeout=60)
+        done = run_doit(self.front_config, "status", "--json", timeout=60)
         return done.returncode, json.loads(done.stdout)
 
     def stop(self) -> None:

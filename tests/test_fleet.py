@@ -13,9 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
-from apache_support import websocket_status
+from apache_support import post_session, websocket_status
 from conftest import FileServer, build_release
 from fleet_support import Fleet, Poller, end_session, node_of
 from support.doit import run_doit
@@ -49,9 +48,7 @@ def _live(fleet, name):
 
 
 def _post(fleet) -> dict:
-    answer = requests.post(f"{fleet.front_url}/paraview/", json={"application": "loader"}, timeout=60)
-    assert answer.status_code == 200, answer.text
-    return answer.json()
+    return post_session(fleet.front_url, "loader")
 
 
 def test_the_rollout_deploys_every_host_and_the_front_reports_them(fleet):
@@ -101,7 +98,7 @@ def test_a_host_that_goes_down_leaves_the_balancer_and_comes_back_by_itself(flee
     assert "h3" not in nodes and len(nodes) == 8
     code, status = fleet.front_status()
     assert code != 0 and not status["hosts"]["h3"]["healthy"]  # the front's status says which host is sick
-    shown = run_doit(fleet.folder / "front" / "pvw.toml", "status")
+    shown = run_doit(fleet.front_config, "status")
     h3_line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("h3 "))
     assert "UNHEALTHY (launcher not answering" in h3_line and "OUT of balancer" in h3_line, shown.stdout
     assert "ERROR: status: fleet hosts not healthy: h3" in shown.output
@@ -159,6 +156,6 @@ def test_a_broken_release_stops_the_rollout_after_the_first_host(fleet):
     assert poller.failures == [], poller.failures
     assert all(p.node != "h1" for p in poller.polls if p.finished >= tried[0].installed_at), poller.polls
     assert {node_of(_post(fleet)) for _ in range(8)} <= {"h2", "h3"}
-    code, status = fleet.front_status()
+    status = fleet.front_status()[1]
     assert status["hosts"]["h1"]["in_balancer"] is False and status["hosts"]["h1"]["balancer"].find("Dis") >= 0
     assert status["versions"] == ["5.13.1"]

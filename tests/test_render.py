@@ -206,6 +206,16 @@ def test_index_page_without_a_last_run(deployed):
     assert "No update has finished yet" in html
 
 
+_REFRESH_PROBE = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
+                  "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
+
+
+def _refresh_index_in_a_fresh_interpreter(settings) -> subprocess.CompletedProcess:
+    """``render.refresh_file(settings, "index")`` in a new Python: prints its answer and whether Jinja2 got imported."""
+    return subprocess.run([sys.executable, "-c", _REFRESH_PROBE, str(settings.path)], capture_output=True, text=True,
+                          timeout=60)
+
+
 def test_refreshing_the_index_renders_only_what_changed(deployed):
     layout, page = deployed.layout, render.output_path(deployed.layout, "index")
     LastRun(started=0, finished=0, result="ok").save(layout.last_run_record)
@@ -216,10 +226,7 @@ def test_refreshing_the_index_renders_only_what_changed(deployed):
     assert page.read_text() == first
 
     # Nothing else imports Jinja2 in a fresh interpreter: an unchanged page is left without it.
-    probe = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
-             "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
-    fresh = subprocess.run([sys.executable, "-c", probe, str(deployed.path)], capture_output=True, text=True,
-                           timeout=60)
+    fresh = _refresh_index_in_a_fresh_interpreter(deployed)
     assert fresh.stdout.split() == ["False", "False"], fresh.stderr
 
     page.write_text("edited by hand")  # the file no longer holds what was written
@@ -236,8 +243,6 @@ def test_a_new_run_line_is_filled_into_the_page_without_jinja(deployed):
     layout, page = deployed.layout, render.output_path(deployed.layout, "index")
     LastRun(started=0, finished=0, result="ok", host="first").save(layout.last_run_record)
     assert render.refresh_file(deployed, "index") is True
-    probe = ("import sys; from pathlib import Path; from pvwtasks import config, render; "
-             "s = config.load(Path(sys.argv[1])); print(render.refresh_file(s, 'index'), 'jinja2' in sys.modules)")
     runs = [LastRun(started=0, finished=7 * 86400, result="ok", host="n1.example.org"),
             LastRun(started=0, finished=14 * 86400, result="ok", host='<b>&"quoted\' host'),
             LastRun(started=0, finished=21 * 86400, result="failed", failed={"download": "404", "<v>": "x"},
@@ -246,8 +251,7 @@ def test_a_new_run_line_is_filled_into_the_page_without_jinja(deployed):
     shown = []
     for number, run in enumerate(runs):
         run.save(layout.last_run_record)
-        fresh = subprocess.run([sys.executable, "-c", probe, str(deployed.path)], capture_output=True, text=True,
-                               timeout=60)
+        fresh = _refresh_index_in_a_fresh_interpreter(deployed)
         jinja_needed = number == 2  # a first failed run adds a branch to the page: rendered once by Jinja
         assert fresh.stdout.split() == ["True", str(jinja_needed)], fresh.stderr
         assert page.read_text() == render.render_text(deployed, "index")  # what Jinja itself writes
@@ -339,11 +343,7 @@ def test_each_output_is_published_with_its_mode_and_passes_its_check(deployed, n
 
 def _as_front(settings):
     """``settings`` with two ``[fleet] hosts``: a fleet front's config."""
-    import dataclasses
-
-    from pvwtasks.config import FleetHost
-
-    hosts = {"a": FleetHost(url="http://127.0.0.1:8001"), "b": FleetHost(url="http://127.0.0.1:8002")}
+    hosts = {"a": config.FleetHost(url="http://127.0.0.1:8001"), "b": config.FleetHost(url="http://127.0.0.1:8002")}
     return dataclasses.replace(settings, fleet=dataclasses.replace(settings.fleet, hosts=hosts))
 
 
